@@ -1,0 +1,107 @@
+"""django-atw: durable asynchronous background tasks for Django.
+
+Names are imported lazily (PEP 562) so that ``import django_atw`` works before Django's
+app registry is ready: Django imports this package to find its AppConfig, and a task
+module may ``from django_atw import task`` while apps are still loading.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .engine.worker import AsyncTaskWorker
+    from .exceptions import (
+        AtwError,
+        ConfigurationError,
+        DuplicateTaskIdError,
+        QueueFullError,
+        TaskArgumentError,
+        TaskCancellationError,
+        TaskDefinitionError,
+        TaskError,
+        TaskExecutionError,
+        TaskTimeoutError,
+    )
+    from .registry import get_all_task_types, get_task_function, register_task, task
+    from .shortcuts import (
+        acancel_task,
+        aenqueue,
+        aenqueue_many,
+        aget_task_info,
+        cancel_task,
+        enqueue,
+        enqueue_many,
+        get_task_info,
+    )
+    from .status import TaskInfo, TaskStatus
+
+_LOCATIONS = {
+    "AsyncTaskWorker": ".engine.worker",
+    "AtwError": ".exceptions",
+    "ConfigurationError": ".exceptions",
+    "DuplicateTaskIdError": ".exceptions",
+    "QueueFullError": ".exceptions",
+    "TaskArgumentError": ".exceptions",
+    "TaskCancellationError": ".exceptions",
+    "TaskDefinitionError": ".exceptions",
+    "TaskError": ".exceptions",
+    "TaskExecutionError": ".exceptions",
+    "TaskInfo": ".status",
+    "TaskStatus": ".status",
+    "TaskTimeoutError": ".exceptions",
+    "acancel_task": ".shortcuts",
+    "aenqueue": ".shortcuts",
+    "aenqueue_many": ".shortcuts",
+    "aget_task_info": ".shortcuts",
+    "cancel_task": ".shortcuts",
+    "enqueue": ".shortcuts",
+    "enqueue_many": ".shortcuts",
+    "get_all_task_types": ".registry",
+    "get_task_function": ".registry",
+    "get_task_info": ".shortcuts",
+    "register_task": ".registry",
+    "task": ".registry",
+}
+
+__all__ = [
+    "AsyncTaskWorker",
+    "AtwError",
+    "ConfigurationError",
+    "DuplicateTaskIdError",
+    "QueueFullError",
+    "TaskArgumentError",
+    "TaskCancellationError",
+    "TaskDefinitionError",
+    "TaskError",
+    "TaskExecutionError",
+    "TaskInfo",
+    "TaskStatus",
+    "TaskTimeoutError",
+    "acancel_task",
+    "aenqueue",
+    "aenqueue_many",
+    "aget_task_info",
+    "cancel_task",
+    "enqueue",
+    "enqueue_many",
+    "get_all_task_types",
+    "get_task_function",
+    "get_task_info",
+    "register_task",
+    "task",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LOCATIONS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'django_atw' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,0 +1,76 @@
+"""The ``ATW`` setting, validated once by a pydantic model and cached.
+
+A typo or a bad value is an error naming the key (``extra="forbid"``), reported by the
+system check ``django_atw.E001`` at start-up and raised as ``ConfigurationError`` on use.
+The cache is dropped on ``setting_changed``, so ``override_settings(ATW=...)`` works in tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .exceptions import ConfigurationError
+
+
+class AtwSettings(BaseModel):
+    """Every key ``settings.ATW`` may hold, with its default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    MAX_WORKERS: int = Field(10, ge=1, description="Tasks one worker runs at once.")
+    TASK_TIMEOUT: float | None = Field(None, gt=0, description="Default timeout in seconds; None: none.")
+    POLL_INTERVAL: float = Field(1.0, gt=0, description="Seconds between polls when nothing wakes a worker.")
+    PROGRESS_INTERVAL: float = Field(
+        0.1, gt=0, description="Seconds between database writes of one task's progress."
+    )
+    CLAIM_BATCH_SIZE: int = Field(100, ge=1, le=10_000, description="Most tasks claimed per statement.")
+    MAX_QUEUE_SIZE: int | None = Field(None, ge=1, description="Most pending tasks a worker accepts.")
+    TASK_RETENTION_DAYS: float | None = Field(
+        7, ge=0, description="Finished tasks older than this are deleted; None keeps them."
+    )
+    CLEANUP_INTERVAL: float = Field(3600, ge=0, description="Seconds between cleanups; 0 disables them.")
+    DEFAULT_QUEUE: str = Field("default", min_length=1, max_length=100)
+
+
+_cached: AtwSettings | None = None
+
+
+def _format(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        lines.append(f'ATW["{key}"]: {err["msg"]} (got {err.get("input")!r}).')
+    return " ".join(lines)
+
+
+def load(raw: Any) -> AtwSettings:
+    """Validate a raw ``ATW`` value, raising ``ConfigurationError`` that names each bad key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"settings.ATW must be a dict, got {type(raw).__name__}.")
+    try:
+        return AtwSettings(**raw)
+    except ValidationError as exc:
+        raise ConfigurationError(_format(exc)) from None
+
+
+def get_settings() -> AtwSettings:
+    """Return the validated ``ATW`` settings (cached until the setting changes)."""
+    global _cached
+    if _cached is None:
+        _cached = load(getattr(settings, "ATW", None))
+    return _cached
+
+
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    global _cached
+    if setting == "ATW":
+        _cached = None
+
+
+setting_changed.connect(_reset)

@@ -1,0 +1,1 @@
+"""The asyncio engine: AsyncTaskWorker and the parts it is built from."""

@@ -1,0 +1,169 @@
+"""Run one claimed task: find its function, pass progress, apply its timeout, record the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import json
+import logging
+import traceback
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from django.utils import timezone
+
+from .. import registry
+from ..status import TaskStatus
+from ..store import ClaimedTask, Outcome
+from .futures import TIMEOUT_ERROR_TYPE
+
+logger = logging.getLogger(__name__)
+
+# Stored tracebacks are for people reading the admin; the head and the tail say what matters.
+MAX_TRACEBACK_CHARS = 20_000
+
+
+class ProgressCallback(Protocol):
+    """What a task receives as ``progress_callback``: call it with a fraction in 0..1."""
+
+    def __call__(self, progress: float, /) -> None: ...
+
+
+class ProgressTracker:
+    """Progress values of running tasks: in memory at once, written to the database later.
+
+    ``report`` is on the task's hot path, so it does a dict store and, the first time a value
+    changes after a flush, arms one timer; the writer stores the latest values when it fires.
+    """
+
+    def __init__(self, on_dirty: Callable[[], None]) -> None:
+        self.values: dict[str, float] = {}
+        self._dirty: dict[str, float] = {}
+        self._on_dirty = on_dirty
+
+    def callback_for(self, task_id: str) -> ProgressCallback:
+        values, dirty, on_dirty = self.values, self._dirty, self._on_dirty
+
+        def progress_callback(progress: float, /) -> None:
+            value = float(progress)
+            if not 0.0 <= value <= 1.0:
+                if value != value:  # NaN
+                    raise ValueError("progress_callback takes a number between 0.0 and 1.0, got nan.")
+                value = 0.0 if value < 0.0 else 1.0
+            values[task_id] = value
+            if not dirty:
+                on_dirty()
+            dirty[task_id] = value
+
+        return progress_callback
+
+    def take_dirty(self) -> list[tuple[str, float]]:
+        """Return and forget the values changed since the last call."""
+        dirty, self._dirty = self._dirty, {}
+        return list(dirty.items())
+
+    def forget(self, task_id: str) -> float:
+        """Drop a finished task, returning its last progress (its outcome carries it)."""
+        self._dirty.pop(task_id, None)
+        return self.values.pop(task_id, 0.0)
+
+
+@functools.cache
+def accepts_progress(func: Callable[..., Any]) -> bool:
+    """Return True if ``func`` takes ``progress_callback`` by name or through ``**kwargs``."""
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.kind is inspect.Parameter.VAR_KEYWORD
+        or (p.name == "progress_callback" and p.kind is not inspect.Parameter.POSITIONAL_ONLY)
+        for p in params
+    )
+
+
+def _failure(
+    task_id: str, progress: float, exc: BaseException | None, message: str, error_type: str
+) -> Outcome:
+    trace = ""
+    if exc is not None:
+        trace = "".join(traceback.format_exception(exc))
+        if len(trace) > MAX_TRACEBACK_CHARS:
+            half = MAX_TRACEBACK_CHARS // 2
+            trace = trace[:half] + "\n[...]\n" + trace[-half:]
+    return Outcome(
+        task_id=task_id,
+        status=TaskStatus.FAILED,
+        progress=progress,
+        error=message,
+        error_type=error_type,
+        traceback=trace,
+        completed_at=timezone.now(),
+        exception=exc,
+    )
+
+
+class TaskExecutor:
+    """Execute claimed tasks; ``asyncio.CancelledError`` propagates to the caller, who knows why."""
+
+    def __init__(self, default_timeout: float | None, progress: ProgressTracker) -> None:
+        self.default_timeout = default_timeout
+        self.progress = progress
+
+    async def execute(self, claim: ClaimedTask) -> Outcome:
+        """Run ``claim`` and return its outcome (completed or failed)."""
+        func = registry.resolve(claim.task_type)
+        if func is None:
+            return _failure(
+                claim.id,
+                0.0,
+                None,
+                f"Task type {claim.task_type!r} is not registered in this worker process. Make sure the "
+                "module defining it is imported here (an installed app's tasks.py is imported at start-up).",
+                "TaskDefinitionError",
+            )
+        kwargs = claim.kwargs
+        if accepts_progress(func):
+            kwargs = {**kwargs, "progress_callback": self.progress.callback_for(claim.id)}
+        timeout = claim.timeout if claim.timeout is not None else self.default_timeout
+        try:
+            if timeout is None:
+                result = await func(*claim.args, **kwargs)
+            else:
+                async with asyncio.timeout(timeout) as deadline:
+                    result = await func(*claim.args, **kwargs)
+        except TimeoutError as exc:
+            progress = self.progress.values.get(claim.id, 0.0)
+            if timeout is not None and deadline.expired():
+                return _failure(
+                    claim.id, progress, exc, f"Task timed out after {timeout:g} s", TIMEOUT_ERROR_TYPE
+                )
+            return _failure(claim.id, progress, exc, str(exc) or "TimeoutError", _qualname(exc))
+        except Exception as exc:
+            progress = self.progress.values.get(claim.id, 0.0)
+            return _failure(claim.id, progress, exc, str(exc) or type(exc).__name__, _qualname(exc))
+        try:
+            result_json = json.dumps(result, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            progress = self.progress.values.get(claim.id, 0.0)
+            return _failure(
+                claim.id,
+                progress,
+                exc,
+                f"The task returned a {type(result).__name__}, which cannot be stored as JSON ({exc}). "
+                "Return str, int, float, bool, None, lists or dicts.",
+                "TaskResultError",
+            )
+        return Outcome(
+            task_id=claim.id,
+            status=TaskStatus.COMPLETED,
+            progress=1.0,
+            result_json=result_json,
+            completed_at=timezone.now(),
+        )
+
+
+def _qualname(exc: BaseException) -> str:
+    cls = type(exc)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"

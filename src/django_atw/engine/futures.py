@@ -1,0 +1,93 @@
+"""Futures that resolve when tasks finish, here or in another process."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..exceptions import TaskCancellationError, TaskError, TaskExecutionError, TaskTimeoutError
+from ..status import TaskInfo, TaskStatus
+
+# error_type values the engine stores for its own outcomes.
+TIMEOUT_ERROR_TYPE = "TaskTimeoutError"
+CANCEL_ERROR_TYPE = "TaskCancellationError"
+
+
+def error_for(task_id: str, status: TaskStatus, error: str | None, error_type: str) -> TaskError:
+    """Build the exception a future raises for a task that failed or was cancelled."""
+    message = error or f"Task {status.value}"
+    if status is TaskStatus.CANCELLED:
+        return TaskCancellationError(message, task_id=task_id)
+    if error_type == TIMEOUT_ERROR_TYPE:
+        return TaskTimeoutError(message, task_id=task_id)
+    return TaskExecutionError(message, task_id=task_id)
+
+
+class TaskFutureManager:
+    """One shared future per awaited task, resolved after the task's outcome is committed.
+
+    Futures are only created when asked for, so tasks nobody awaits cost nothing here.
+    """
+
+    def __init__(self) -> None:
+        self._futures: dict[str, asyncio.Future[Any]] = {}
+
+    def get(self, task_id: str) -> asyncio.Future[Any]:
+        """Return the pending future for ``task_id``, creating it if needed."""
+        future = self._futures.get(task_id)
+        if future is None or future.cancelled():
+            future = asyncio.get_running_loop().create_future()
+            # Retrieve the exception if nobody awaits it, so asyncio does not log it.
+            future.add_done_callback(_consume)
+            self._futures[task_id] = future
+        return future
+
+    def watched(self) -> list[str]:
+        """Return the ids of tasks whose futures are still pending."""
+        return [task_id for task_id, future in self._futures.items() if not future.done()]
+
+    def has(self, task_id: str) -> bool:
+        return task_id in self._futures
+
+    def set_result(self, task_id: str, result: Any) -> None:
+        future = self._futures.pop(task_id, None)
+        if future is not None and not future.done():
+            future.set_result(result)
+
+    def set_exception(self, task_id: str, exc: BaseException) -> None:
+        future = self._futures.pop(task_id, None)
+        if future is not None and not future.done():
+            _set_exception(future, exc)
+
+    def resolve_from_info(self, info: TaskInfo) -> None:
+        """Resolve a future from a finished task's stored state."""
+        if info.status is TaskStatus.COMPLETED:
+            self.set_result(info.id, info.result)
+        elif info.status.is_terminal:
+            self.set_exception(info.id, error_for(info.id, info.status, info.error, info.error_type))
+
+    def cancel_all(self) -> None:
+        """Cancel every pending future (the worker is stopping; the tasks stay stored)."""
+        futures, self._futures = self._futures, {}
+        for future in futures.values():
+            future.cancel()
+
+
+def resolved_future(info: TaskInfo) -> asyncio.Future[Any]:
+    """Return an already resolved future for a finished task."""
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.add_done_callback(_consume)
+    if info.status is TaskStatus.COMPLETED:
+        future.set_result(info.result)
+    else:
+        _set_exception(future, error_for(info.id, info.status, info.error, info.error_type))
+    return future
+
+
+def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
+    future.set_exception(exc)
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -1,0 +1,507 @@
+"""AsyncTaskWorker: the original library's worker API over durable task records."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Self
+
+from django.utils import timezone
+
+from .. import store, submit
+from ..conf import get_settings
+from ..exceptions import QueueFullError, TaskArgumentError
+from ..status import TaskInfo, TaskStatus
+from ..store import Outcome
+from . import wakeup
+from .db import DatabaseThread
+from .executor import ProgressTracker, TaskExecutor
+from .futures import TaskFutureManager, error_for, resolved_future
+from .pool import WorkerPool
+from .writer import OutcomeWriter
+
+logger = logging.getLogger(__name__)
+
+# Seconds between heartbeats of the worker's row (its liveness for the admin and for leases).
+HEARTBEAT_INTERVAL = 5.0
+
+
+def _positive(name: str, value: Any, *, allow_none: bool = False, allow_zero: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        ok = value >= 0 if allow_zero else value > 0
+    if not ok:
+        what = "a non-negative number" if allow_zero else "a positive number"
+        raise ValueError(f"{name} must be {what}{' or None' if allow_none else ''}, got {value!r}.")
+
+
+class AsyncTaskWorker:
+    """Run registered async tasks from the database queue, with futures, progress and cancellation.
+
+    Parameters (the original library's, plus ``queues``, ``progress_interval`` and ``claim_batch_size``):
+
+    - ``max_workers``: tasks run at once by this worker.
+    - ``task_timeout``: default timeout in seconds (None: no timeout); ``add_task(timeout=)`` overrides.
+    - ``worker_poll_interval``: seconds between database polls when nothing wakes the worker.
+    - ``cache_enabled``, ``cache_ttl``, ``cache_max_size``, ``cache_adapter``, ``cache_cleanup_interval``:
+      the result cache's options, kept on the worker for the cache.
+    - ``max_queue_size``: refuse ``add_task`` with ``QueueFullError`` when this many tasks are pending.
+    - ``task_retention_days``: finished tasks older than this are deleted (None keeps them).
+    - ``cleanup_interval``: seconds between retention cleanups; 0 disables them.
+    """
+
+    def __init__(
+        self,
+        max_workers: int = 10,
+        task_timeout: float | None = None,
+        worker_poll_interval: float = 1.0,
+        cache_enabled: bool = False,
+        cache_ttl: int | None = 3600,
+        cache_max_size: int | None = 1000,
+        cache_adapter: Any = None,
+        cache_cleanup_interval: float = 900,
+        max_queue_size: int | None = None,
+        task_retention_days: float | None = 7,
+        cleanup_interval: float = 3600,
+        *,
+        queues: Sequence[str] = ("default",),
+        progress_interval: float = 0.1,
+        claim_batch_size: int = 100,
+    ) -> None:
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ValueError(f"max_workers must be a positive int, got {max_workers!r}.")
+        _positive("task_timeout", task_timeout, allow_none=True)
+        _positive("worker_poll_interval", worker_poll_interval)
+        _positive("cache_ttl", cache_ttl, allow_none=True, allow_zero=True)
+        _positive("max_queue_size", max_queue_size, allow_none=True)
+        _positive("task_retention_days", task_retention_days, allow_none=True, allow_zero=True)
+        _positive("cleanup_interval", cleanup_interval, allow_zero=True)
+        _positive("progress_interval", progress_interval)
+        if (
+            isinstance(claim_batch_size, bool)
+            or not isinstance(claim_batch_size, int)
+            or claim_batch_size < 1
+        ):
+            raise ValueError(f"claim_batch_size must be a positive int, got {claim_batch_size!r}.")
+        if isinstance(queues, str) or not queues or not all(isinstance(q, str) and q for q in queues):
+            raise ValueError(f"queues must be a non-empty list of queue names, got {queues!r}.")
+
+        self.max_workers = max_workers
+        self.default_task_timeout = task_timeout
+        self.worker_poll_interval = worker_poll_interval
+        self.cache_enabled = cache_enabled
+        self.cache_ttl = cache_ttl
+        self.cache_max_size = cache_max_size
+        self.cache_adapter = cache_adapter
+        self.cache_cleanup_interval = cache_cleanup_interval
+        self.max_queue_size = max_queue_size
+        self.task_retention_days = task_retention_days
+        self.cleanup_interval = cleanup_interval
+        self.queues = list(dict.fromkeys(queues))
+        self.progress_interval = progress_interval
+        self.claim_batch_size = claim_batch_size
+
+        self.worker_id = ""
+        self.running = False
+        self._starting: asyncio.Lock | None = None
+        self._db: DatabaseThread | None = None
+        self._pool: WorkerPool | None = None
+        self._writer: OutcomeWriter | None = None
+        self._progress: ProgressTracker | None = None
+        self._futures = TaskFutureManager()
+        self._background: list[asyncio.Task[None]] = []
+
+    @classmethod
+    def from_settings(cls, **overrides: Any) -> AsyncTaskWorker:
+        """Build a worker from ``settings.ATW``; keyword arguments override single values."""
+        conf = get_settings()
+        options: dict[str, Any] = {
+            "max_workers": conf.MAX_WORKERS,
+            "task_timeout": conf.TASK_TIMEOUT,
+            "worker_poll_interval": conf.POLL_INTERVAL,
+            "max_queue_size": conf.MAX_QUEUE_SIZE,
+            "task_retention_days": conf.TASK_RETENTION_DAYS,
+            "cleanup_interval": conf.CLEANUP_INTERVAL,
+            "queues": [conf.DEFAULT_QUEUE],
+            "progress_interval": conf.PROGRESS_INTERVAL,
+            "claim_batch_size": conf.CLAIM_BATCH_SIZE,
+        }
+        options.update(overrides)
+        return cls(**options)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Register this worker and start claiming tasks, including those already pending.
+
+        Idempotent: starting a running worker does nothing.
+        """
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self.running:
+                return
+            self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            self._db = DatabaseThread(f"atw-db-{self.worker_id}")
+            await self._db.run(
+                store.register_worker,
+                self.worker_id,
+                socket.gethostname(),
+                os.getpid(),
+                self.queues,
+                self.max_workers,
+            )
+            self._futures = TaskFutureManager()
+            self._progress = ProgressTracker(self._progress_changed)
+            self._writer = OutcomeWriter(
+                self._db,
+                self.worker_id,
+                progress=self._progress,
+                progress_interval=self.progress_interval,
+                retry_interval=self.worker_poll_interval,
+                on_committed=self._on_committed,
+            )
+            self._pool = WorkerPool(
+                worker_id=self.worker_id,
+                db=self._db,
+                executor=TaskExecutor(self.default_task_timeout, self._progress),
+                writer=self._writer,
+                max_workers=self.max_workers,
+                queues=self.queues,
+                poll_interval=self.worker_poll_interval,
+                batch_size=self.claim_batch_size,
+            )
+            self._writer.start()
+            self._pool.start()
+            self._background = [
+                asyncio.create_task(self._housekeeping(), name=f"atw-housekeeping-{self.worker_id}")
+            ]
+            if self.cleanup_interval > 0 and self.task_retention_days is not None:
+                self._background.append(
+                    asyncio.create_task(self._cleanup_loop(), name=f"atw-cleanup-{self.worker_id}")
+                )
+            wakeup.listen(self, self.queues, self._pool.wake, self._pool.cancel)
+            self.running = True
+            logger.info(
+                "worker started id=%s max_workers=%d queues=%s", self.worker_id, self.max_workers, self.queues
+            )
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop claiming, give running tasks ``timeout`` seconds, then return the rest to pending.
+
+        Futures still pending are cancelled; their tasks stay in the database and run again on the
+        next start, here or in another process. Nothing is lost.
+        """
+        if not self.running:
+            return
+        assert self._pool is not None and self._writer is not None and self._db is not None
+        self.running = False
+        wakeup.unlisten(self)
+        await self._pool.stop_claiming()
+        unfinished = await self._pool.drain(timeout)
+        await self._writer.stop()
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background = []
+        if unfinished:
+            released = await self._db.run(store.release, self.worker_id, unfinished)
+            logger.info("returned %d unfinished tasks to pending", released)
+        self._futures.cancel_all()
+        with contextlib.suppress(Exception):
+            await self._db.run(store.mark_worker_stopped, self.worker_id)
+        await self._db.close()
+        logger.info("worker stopped id=%s", self.worker_id)
+
+    # --- adding ---------------------------------------------------------------------------
+
+    async def add_task(
+        self,
+        task_func: Callable[..., Awaitable[Any]] | str,
+        *args: Any,
+        priority: int = 0,
+        task_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        use_cache: bool | None = None,
+        cache_ttl: int | None = None,
+        cache_key_fn: Callable[..., str] | None = None,
+        queue: str | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Store a task and return its id; a worker (this one, or any other) runs it.
+
+        ``task_func`` is a registered or importable async function, or a task type name.
+        Arguments must be JSON values. Raises ``RuntimeError`` if the worker is not running
+        (use ``django_atw.aenqueue`` where no worker runs), ``TaskDefinitionError`` for input
+        that cannot be stored, ``QueueFullError`` past ``max_queue_size``.
+        """
+        self._require_running("add_task")
+        if cache_key_fn is not None and not callable(cache_key_fn):
+            raise TaskArgumentError(f"cache_key_fn must be callable or None, got {cache_key_fn!r}.")
+        new = submit.build(
+            task_func,
+            args,
+            kwargs,
+            priority=priority,
+            task_id=task_id,
+            metadata=metadata,
+            timeout=timeout,
+            use_cache=use_cache,
+            cache_ttl=cache_ttl,
+            queue=queue or self.queues[0],
+        )
+        (added,) = await self._insert([new])
+        return added
+
+    async def add_tasks(
+        self,
+        task_func: Callable[..., Awaitable[Any]] | str,
+        calls: Iterable[Sequence[Any] | Mapping[str, Any]],
+        *,
+        priority: int = 0,
+        metadata: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        queue: str | None = None,
+    ) -> list[str]:
+        """Store many calls of one task with a single INSERT; return their ids in order.
+
+        Each item of ``calls`` is a tuple or list of positional arguments, or a dict of keyword
+        arguments (wrap a lone dict argument in a tuple: ``(payload,)``). All or none are stored.
+        """
+        self._require_running("add_tasks")
+        new = submit.build_calls(
+            task_func,
+            calls,
+            priority=priority,
+            metadata=metadata,
+            timeout=timeout,
+            queue=queue or self.queues[0],
+        )
+        return await self._insert(new)
+
+    async def _insert(self, new: list[submit.NewTask]) -> list[str]:
+        assert self._db is not None and self._pool is not None
+        if self.max_queue_size is not None:
+            pending = await self._db.run(store.count_pending)
+            if pending + len(new) > self.max_queue_size:
+                raise QueueFullError(
+                    f"{pending} tasks are pending and max_queue_size is {self.max_queue_size}; "
+                    f"{len(new)} more do not fit. Wait for tasks to finish or raise max_queue_size."
+                )
+        ids = await self._db.run(store.add_tasks, new)
+        self._pool.wake()
+        wakeup.notify({n.queue for n in new} - set(self.queues))
+        return ids
+
+    # --- reading --------------------------------------------------------------------------
+
+    async def get_task_info(self, task_id: str) -> TaskInfo | None:
+        """Return a task's state, with live progress if it runs here; None if unknown."""
+        info: TaskInfo | None = await self._read(store.get_task, task_id)
+        if info is not None and self._progress is not None and info.status is TaskStatus.RUNNING:
+            live = self._progress.values.get(task_id)
+            if live is not None and live != info.progress:
+                info = _replace_progress(info, live)
+        return info
+
+    async def get_all_tasks(
+        self,
+        status: TaskStatus | str | None = None,
+        limit: int | None = None,
+        older_than: timedelta | None = None,
+    ) -> list[TaskInfo]:
+        """Return the ``limit`` newest tasks, of ``status``, created before ``now - older_than``."""
+        if status is not None:
+            try:
+                status = TaskStatus(status)
+            except ValueError:
+                raise ValueError(
+                    f"status must be one of {', '.join(s.value for s in TaskStatus)}, got {status!r}."
+                ) from None
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"limit must be a non-negative int or None, got {limit!r}.")
+        if older_than is not None and not isinstance(older_than, timedelta):
+            raise ValueError(f"older_than must be a timedelta or None, got {older_than!r}.")
+        tasks = await self._read(store.list_tasks, status, limit, older_than)
+        live = self._progress.values if self._progress is not None else {}
+        return [_replace_progress(t, live[t.id]) if t.id in live else t for t in tasks]
+
+    async def _read(self, func: Callable[..., Any], *args: Any) -> Any:
+        if self._db is not None and self.running:
+            return await self._db.run(func, *args)
+        from asgiref.sync import sync_to_async
+
+        return await sync_to_async(func)(*args)
+
+    # --- cancelling -----------------------------------------------------------------------
+
+    async def cancel_task(self, task_id: str) -> bool:
+        """Cancel a pending or running task; False if it is unknown or already finished.
+
+        A pending task is cancelled at once. A task running here has its coroutine cancelled
+        and this call returns once it is stored as cancelled. A task running in another process
+        is flagged; its worker cancels it at its next poll.
+        """
+        if self._pool is not None and task_id in self._pool.running:
+            future = self._futures.get(task_id)
+            self._pool.cancel(task_id)
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(future)
+            return True
+        outcome, _owner = await self._read(store.cancel, task_id)
+        if outcome == store.CANCELLED_PENDING:
+            self._futures.set_exception(
+                task_id, error_for(task_id, TaskStatus.CANCELLED, "Task cancelled before execution", "")
+            )
+            return True
+        return bool(outcome == store.CANCEL_REQUESTED)
+
+    # --- futures --------------------------------------------------------------------------
+
+    async def get_task_future(self, task_id: str) -> asyncio.Future[Any]:
+        """Return a future for the task's result; it raises a ``TaskError`` subclass on failure.
+
+        Resolves at once for a finished task, wherever it ran. Raises ``KeyError`` for an
+        unknown id.
+        """
+        # Register before reading, so an outcome committed in between still resolves it.
+        known = self._futures.has(task_id)
+        future = self._futures.get(task_id)
+        if known:
+            return future
+        info = await self._read(store.get_task, task_id)
+        if info is None:
+            self._futures.set_exception(task_id, KeyError(task_id))
+            raise KeyError(f"Task {task_id} not found")
+        if info.status.is_terminal:
+            if not future.done():
+                self._futures.resolve_from_info(info)
+            return future if future.done() else resolved_future(info)
+        return future
+
+    async def get_task_futures(self, task_ids: Sequence[str]) -> list[asyncio.Future[Any]]:
+        """Return futures for several tasks, in order."""
+        return [await self.get_task_future(task_id) for task_id in task_ids]
+
+    async def wait_for_tasks(self, task_ids: Sequence[str], timeout: float | None = None) -> list[Any]:
+        """Wait for all tasks and return their results in order.
+
+        Raises the first failure's ``TaskError``, or ``TimeoutError`` after ``timeout`` seconds;
+        a timeout leaves the tasks running and their futures usable.
+        """
+        if not task_ids:
+            return []
+        futures = await self.get_task_futures(task_ids)
+        _, pending = await asyncio.wait(futures, timeout=timeout)
+        if pending:
+            raise TimeoutError(f"{len(pending)} of {len(futures)} tasks did not finish within {timeout} s")
+        return [future.result() for future in futures]
+
+    async def wait_for_any_task(
+        self, task_ids: Sequence[str], timeout: float | None = None
+    ) -> tuple[Any, str]:
+        """Wait for the first of the tasks to finish; return ``(result, task_id)``.
+
+        Raises that task's ``TaskError`` if it failed, ``TimeoutError`` after ``timeout`` seconds,
+        ``ValueError`` for an empty list.
+        """
+        if not task_ids:
+            raise ValueError("task_ids is empty; pass at least one task id.")
+        futures = await self.get_task_futures(task_ids)
+        done, _ = await asyncio.wait(futures, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if not done:
+            raise TimeoutError(f"none of {len(futures)} tasks finished within {timeout} s")
+        index = next(i for i, future in enumerate(futures) if future in done)
+        return futures[index].result(), task_ids[index]
+
+    def _progress_changed(self) -> None:
+        if self._writer is not None:
+            self._writer.progress_changed()
+
+    def _on_committed(self, outcomes: Sequence[Outcome]) -> None:
+        futures = self._futures
+        for outcome in outcomes:
+            if not futures.has(outcome.task_id):
+                continue
+            if outcome.status is TaskStatus.COMPLETED:
+                result = json.loads(outcome.result_json) if outcome.result_json is not None else None
+                futures.set_result(outcome.task_id, result)
+            else:
+                exc = error_for(outcome.task_id, outcome.status, outcome.error, outcome.error_type)
+                exc.__cause__ = outcome.exception
+                futures.set_exception(outcome.task_id, exc)
+
+    # --- background loops -----------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        """Heartbeat, and notice what other processes did: finished awaited tasks, cancel requests."""
+        assert self._db is not None and self._pool is not None
+        loop = asyncio.get_running_loop()
+        next_heartbeat = loop.time() + HEARTBEAT_INTERVAL
+        while True:
+            await asyncio.sleep(self.worker_poll_interval)
+            try:
+                remote = [t for t in self._futures.watched() if t not in self._pool.running]
+                if remote:
+                    for info in (await self._db.run(store.finished_among, remote)).values():
+                        self._futures.resolve_from_info(info)
+                if self._pool.running:
+                    for task_id in await self._db.run(
+                        store.cancel_requested_among, self.worker_id, list(self._pool.running)
+                    ):
+                        self._pool.cancel(task_id)
+                if loop.time() >= next_heartbeat:
+                    await self._db.run(store.heartbeat, self.worker_id, len(self._pool.running))
+                    next_heartbeat = loop.time() + HEARTBEAT_INTERVAL
+            except Exception:
+                logger.exception("worker housekeeping failed; retrying")
+
+    async def _cleanup_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.cleanup_interval)
+            try:
+                await self.cleanup_old_tasks()
+            except Exception:
+                logger.exception("retention cleanup failed")
+
+    async def cleanup_old_tasks(self) -> int:
+        """Delete finished tasks completed more than ``task_retention_days`` ago; return how many."""
+        if self.task_retention_days is None:
+            return 0
+        cutoff = timezone.now() - timedelta(days=self.task_retention_days)
+        count: int = await self._read(store.delete_finished_before, cutoff)
+        if count:
+            logger.info("deleted %d finished tasks older than %s days", count, self.task_retention_days)
+        return count
+
+    def _require_running(self, method: str) -> None:
+        if not self.running:
+            raise RuntimeError(
+                f"AsyncTaskWorker.{method}() needs a running worker: await worker.start() first, or use "
+                "django_atw.aenqueue()/enqueue() to store a task for any worker."
+            )
+
+
+def _replace_progress(info: TaskInfo, progress: float) -> TaskInfo:
+    return dataclasses.replace(info, progress=progress)

@@ -1,0 +1,112 @@
+"""Group the database writes of finished tasks and progress into as few transactions as possible."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from .. import store
+from ..store import Outcome
+from .db import DatabaseThread
+from .executor import ProgressTracker
+
+logger = logging.getLogger(__name__)
+
+
+class OutcomeWriter:
+    """Store outcomes and progress of one worker's tasks, batched.
+
+    While one write is in flight, the outcomes that arrive meanwhile gather and go in the next
+    transaction, so an idle system adds no delay and a busy one makes few commits. Progress is
+    written on a timer, at most once per ``progress_interval``, always the latest value.
+    ``on_committed`` runs after each commit (futures resolve only once the outcome is durable).
+    A failed write is retried: nothing is dropped while the database is away.
+    """
+
+    def __init__(
+        self,
+        db: DatabaseThread,
+        worker_id: str,
+        progress: ProgressTracker,
+        progress_interval: float,
+        retry_interval: float,
+        on_committed: Callable[[Sequence[Outcome]], None],
+    ) -> None:
+        self._db = db
+        self._worker_id = worker_id
+        self._progress = progress
+        self._progress_interval = progress_interval
+        self._retry_interval = retry_interval
+        self._on_committed = on_committed
+        self._outcomes: list[Outcome] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._progress_due = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"atw-writer-{self._worker_id}")
+
+    def submit(self, outcome: Outcome) -> None:
+        """Queue an outcome for the next write."""
+        self._outcomes.append(outcome)
+        self._idle.clear()
+        self._wake.set()
+
+    def progress_changed(self) -> None:
+        """Arm the progress timer (called by the tracker on the first change after a flush)."""
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._progress_interval, self._progress_timer)
+
+    def _progress_timer(self) -> None:
+        self._timer = None
+        self._progress_due = True
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Wait until every outcome submitted so far is committed."""
+        while self._outcomes or not self._idle.is_set():
+            await self._idle.wait()
+
+    async def stop(self) -> None:
+        """Write what is queued (progress included), then stop."""
+        await self.flush()
+        self._stopping = True
+        self._progress_due = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        if self._timer is not None:
+            self._timer.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            outcomes, self._outcomes = self._outcomes, []
+            progress = self._progress.take_dirty() if self._progress_due else []
+            self._progress_due = False
+            if outcomes or progress:
+                await self._write(progress, outcomes)
+            if not self._outcomes:
+                self._idle.set()
+            if self._stopping and not self._outcomes:
+                return
+
+    async def _write(self, progress: list[tuple[str, float]], outcomes: list[Outcome]) -> None:
+        while True:
+            try:
+                await self._db.run(store.write_batch, self._worker_id, progress, outcomes)
+            except Exception:
+                logger.exception(
+                    "could not store %d outcomes; retrying in %.1fs", len(outcomes), self._retry_interval
+                )
+                await asyncio.sleep(self._retry_interval)
+                continue
+            break
+        if outcomes:
+            self._on_committed(outcomes)

@@ -1,0 +1,74 @@
+"""Exceptions raised by django_atw.
+
+    AtwError
+     +-- ConfigurationError (ImproperlyConfigured)   the ATW setting is invalid
+     +-- QueueFullError                               max_queue_size pending tasks already
+     +-- TaskError                                    the original library's base class
+          +-- TaskDefinitionError (ValueError)        a task cannot be stored as given
+          |    +-- TaskArgumentError (TypeError)      an argument or option is not acceptable
+          |    +-- DuplicateTaskIdError               the custom task_id is taken
+          +-- TaskExecutionError                      the task raised; futures raise this
+          +-- TaskTimeoutError                        the task ran past its timeout
+          +-- TaskCancellationError (CancelledError)  the task was cancelled
+
+Futures of failed tasks raise a ``TaskError`` subclass carrying the stored error message,
+so a task that ran in another process fails the same way as one that ran here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class AtwError(Exception):
+    """Base class of every django_atw error; never raised directly."""
+
+
+class ConfigurationError(AtwError, ImproperlyConfigured):
+    """Raised when ``settings.ATW`` holds an invalid value."""
+
+
+class QueueFullError(AtwError):
+    """Raised by ``add_task`` when the worker's ``max_queue_size`` pending tasks are waiting."""
+
+
+class TaskError(AtwError):
+    """A task could not be defined, or it did not complete."""
+
+    def __init__(self, message: str, *, task_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.task_id = task_id
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class TaskDefinitionError(TaskError, ValueError):
+    """Raised when a task cannot be stored: unknown function, bad option, taken id."""
+
+
+class TaskArgumentError(TaskDefinitionError, TypeError):
+    """Raised when an argument is not a JSON value, or an option has the wrong type."""
+
+
+class DuplicateTaskIdError(TaskDefinitionError):
+    """Raised when ``add_task(task_id=...)`` names an id that is already stored."""
+
+
+class TaskExecutionError(TaskError):
+    """The task raised; the original exception is chained when it ran in this process."""
+
+
+class TaskTimeoutError(TaskError):
+    """The task ran longer than its timeout."""
+
+
+class TaskCancellationError(TaskError, asyncio.CancelledError):
+    """The task was cancelled.
+
+    Both a ``TaskError`` and an ``asyncio.CancelledError``, so ``except asyncio.CancelledError``
+    (as the original's README shows) and ``except TaskError`` both catch it.
+    """

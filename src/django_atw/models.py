@@ -1,0 +1,110 @@
+"""Task records and worker processes: the database is the queue.
+
+Only ``store.py`` queries these tables for the engine; the admin reads them through the ORM.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from .status import TaskStatus
+
+STATUS_CHOICES = [(status.value, status.name.title()) for status in TaskStatus]
+
+
+def new_task_id() -> str:
+    return str(uuid.uuid4())
+
+
+class WorkerProcess(models.Model):
+    """One running engine (an embedded worker or an ``atw_worker`` process)."""
+
+    id = models.CharField(primary_key=True, max_length=64, editable=False)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list)
+    concurrency = models.PositiveIntegerField()
+    tasks_running = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField()
+    last_heartbeat = models.DateTimeField()
+    stopping = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name = "worker process"
+        verbose_name_plural = "worker processes"
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.hostname}:{self.pid}"
+
+
+class TaskRecord(models.Model):
+    """One task: what to run, where it is in its life, and how it ended."""
+
+    id = models.CharField(primary_key=True, max_length=255, default=new_task_id, editable=False)
+    task_type = models.CharField(max_length=255, db_index=True)
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    priority = models.IntegerField(default=0, help_text="Lower runs first; FIFO within a priority.")
+    queue = models.CharField(max_length=100, default="default")
+    status = models.CharField(max_length=16, choices=STATUS_CHOICES, default=TaskStatus.PENDING.value)
+    progress = models.FloatField(default=0.0)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    error_type = models.CharField(max_length=255, blank=True, default="")
+    traceback = models.TextField(blank=True, default="")
+    timeout = models.FloatField(null=True, blank=True, help_text="Seconds; empty means no timeout.")
+    use_cache = models.BooleanField(null=True, blank=True)
+    cache_ttl = models.PositiveIntegerField(null=True, blank=True)
+    cache_key = models.CharField(max_length=255, blank=True, default="")
+    from_cache = models.BooleanField(default=False)
+    attempts = models.PositiveIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+    # No database constraint: worker rows are kept or pruned independently of the tasks they ran,
+    # and a SET NULL cascade over thousands of finished tasks must never block a worker's exit.
+    worker = models.ForeignKey(
+        WorkerProcess,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="tasks",
+        db_index=False,
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "task"
+        ordering = ["-created_at"]
+        indexes = [
+            # The claim query: pending rows of a queue in (priority, created_at) order.
+            models.Index(
+                fields=["queue", "priority", "created_at"],
+                condition=models.Q(status="pending"),
+                name="atw_task_claim_idx",
+            ),
+            # Running rows by worker: releasing, reaping and cancel checks.
+            models.Index(
+                fields=["worker", "status"],
+                condition=models.Q(status="running"),
+                name="atw_task_running_idx",
+            ),
+            # The admin's default listing and get_all_tasks (newest first), filtered by status.
+            models.Index(fields=["-created_at"], name="atw_task_created_idx"),
+            models.Index(fields=["status", "-created_at"], name="atw_task_status_idx"),
+            # Retention cleanup: finished rows by completion time.
+            models.Index(fields=["completed_at"], name="atw_task_completed_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_type} {self.id}"

@@ -1,0 +1,132 @@
+"""The task registry: task type names to async functions.
+
+A stored task names its function by type, so any process that imported the same modules
+can run it. Functions that were never registered are named by their dotted import path.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar, overload
+
+from .exceptions import TaskDefinitionError
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+TaskFunction = Callable[..., Awaitable[Any]]
+
+_registry: dict[str, TaskFunction] = {}
+# id(func) -> type name: add_task(func) looks its type up by identity in O(1).
+_types_by_function: dict[int, str] = {}
+
+
+def _describe(func: Callable[..., Any]) -> str:
+    return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
+
+
+def register_task(task_type: str, task_func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Register ``task_func`` under ``task_type``; registering a type again replaces it."""
+    if not isinstance(task_type, str) or not task_type.strip():
+        raise ValueError(f"task_type must be a non-empty string, got {task_type!r}.")
+    if not inspect.iscoroutinefunction(task_func):
+        raise TypeError(
+            f"Task {task_type!r}: {_describe(task_func)} is not an async function. "
+            "Tasks run on the worker's event loop: declare it with 'async def'."
+        )
+    previous = _registry.get(task_type)
+    if previous is not None and previous is not task_func:
+        if _describe(previous) != _describe(task_func):
+            logger.warning(
+                "task type %r registered again: %s replaces %s",
+                task_type,
+                _describe(task_func),
+                _describe(previous),
+            )
+        _types_by_function.pop(id(previous), None)
+    _registry[task_type] = task_func
+    _types_by_function[id(task_func)] = task_type
+    return task_func
+
+
+@overload
+def task(task_type: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]: ...
+@overload
+def task(task_type: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
+def task(task_type: Any) -> Any:
+    """Register the decorated async function under ``task_type``: ``@task("process_data")``."""
+    if callable(task_type):
+        raise TypeError("@task needs a task type name: write @task('my_type'), not @task.")
+
+    def decorator(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        return register_task(task_type, func)
+
+    return decorator
+
+
+def get_task_function(task_type: str) -> TaskFunction | None:
+    """Return the function registered as ``task_type``, or None."""
+    return _registry.get(task_type)
+
+
+def get_all_task_types() -> list[str]:
+    """Return the registered task type names, sorted."""
+    return sorted(_registry)
+
+
+def unregister_task(task_type: str) -> None:
+    """Remove ``task_type`` from the registry (for tests and reloaders)."""
+    func = _registry.pop(task_type, None)
+    if func is not None and _types_by_function.get(id(func)) == task_type:
+        del _types_by_function[id(func)]
+
+
+def type_of(func: Callable[..., Any]) -> str:
+    """Return the name under which ``func`` is stored: its registered type or dotted path.
+
+    Raises ``TaskDefinitionError`` when neither exists, since no other process could find it.
+    """
+    task_type = _types_by_function.get(id(func))
+    if task_type is not None and _registry.get(task_type) is func:
+        return task_type
+    if not inspect.iscoroutinefunction(func):
+        raise TaskDefinitionError(
+            f"{_describe(func)} is not an async function. Tasks must be declared with 'async def'."
+        )
+    path = _describe(func)
+    if resolve(path) is not func:
+        raise TaskDefinitionError(
+            f"{path} is neither registered nor importable by its dotted path, so a worker could not "
+            "find it. Decorate it with @task('name') or define it at module level."
+        )
+    return path
+
+
+def resolve(task_type: str) -> TaskFunction | None:
+    """Find the function for a stored task type: the registry first, then the dotted path."""
+    func = _registry.get(task_type)
+    if func is not None:
+        return func
+    module_name, _, qualname = task_type.rpartition(".")
+    if not module_name or "<" in qualname:
+        return None
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError):
+        # A dotted qualname (Class.method) is a module path that fails to import: try shorter.
+        head, _, tail = module_name.rpartition(".")
+        if not head:
+            return None
+        try:
+            target = getattr(importlib.import_module(head), tail)
+            for part in qualname.split("."):
+                target = getattr(target, part)
+        except (ImportError, AttributeError):
+            return None
+    return target if inspect.iscoroutinefunction(target) else None

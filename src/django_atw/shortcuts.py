@@ -1,0 +1,103 @@
+"""Module-level task functions for code without a running worker: views, the shell, commands.
+
+Each sync function has an async twin prefixed ``a`` (Django's convention). The record waits
+in the database until a worker (in this process or another) claims it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from asgiref.sync import sync_to_async
+
+from . import store, submit
+from .conf import get_settings
+from .engine import wakeup
+from .status import TaskInfo
+
+
+def enqueue(
+    task_func: Callable[..., Awaitable[Any]] | str,
+    *args: Any,
+    priority: int = 0,
+    task_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    timeout: float | None = None,
+    use_cache: bool | None = None,
+    cache_ttl: int | None = None,
+    queue: str | None = None,
+    created_by: Any = None,
+    **kwargs: Any,
+) -> str:
+    """Store a task for any worker to run and return its id (same options as ``add_task``).
+
+    ``created_by`` is the user the task belongs to (a user instance or its pk), for the admin
+    and for ownership checks.
+    """
+    new = submit.build(
+        task_func,
+        args,
+        kwargs,
+        priority=priority,
+        task_id=task_id,
+        metadata=metadata,
+        timeout=timeout,
+        use_cache=use_cache,
+        cache_ttl=cache_ttl,
+        queue=queue or get_settings().DEFAULT_QUEUE,
+        created_by_id=getattr(created_by, "pk", created_by),
+    )
+    (added,) = store.add_tasks([new])
+    wakeup.notify([new.queue])
+    return added
+
+
+def enqueue_many(
+    task_func: Callable[..., Awaitable[Any]] | str,
+    calls: Iterable[Sequence[Any] | Mapping[str, Any]],
+    *,
+    priority: int = 0,
+    metadata: Mapping[str, Any] | None = None,
+    timeout: float | None = None,
+    queue: str | None = None,
+) -> list[str]:
+    """Store many calls of one task with a single INSERT (see ``AsyncTaskWorker.add_tasks``)."""
+    new = submit.build_calls(
+        task_func,
+        calls,
+        priority=priority,
+        metadata=metadata,
+        timeout=timeout,
+        queue=queue or get_settings().DEFAULT_QUEUE,
+    )
+    ids = store.add_tasks(new)
+    wakeup.notify({n.queue for n in new})
+    return ids
+
+
+def get_task_info(task_id: str) -> TaskInfo | None:
+    """Return a task's stored state, or None if unknown."""
+    return store.get_task(task_id)
+
+
+def cancel_task(task_id: str) -> bool:
+    """Cancel a pending task at once or ask a running task's worker to cancel it.
+
+    Returns False for an unknown or finished task. A worker in this process is told at once;
+    a worker in another process notices the request at its next poll.
+    """
+    outcome, _owner = store.cancel(task_id)
+    if outcome == store.CANCEL_REQUESTED:
+        wakeup.notify_cancel(task_id)
+    return outcome != store.NOT_CANCELLABLE
+
+
+aenqueue = sync_to_async(enqueue)
+aenqueue.__doc__ = "Async version of ``enqueue``."
+aenqueue_many = sync_to_async(enqueue_many)
+aenqueue_many.__doc__ = "Async version of ``enqueue_many``."
+aget_task_info = sync_to_async(get_task_info)
+aget_task_info.__doc__ = "Async version of ``get_task_info``."
+acancel_task = sync_to_async(cancel_task)
+acancel_task.__doc__ = "Async version of ``cancel_task``."

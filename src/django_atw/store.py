@@ -1,0 +1,398 @@
+"""Every query, transaction and lock on task and worker rows.
+
+The engine, the admin and the module functions call these; nothing else writes tasks.
+All functions are synchronous (Django's ORM and transactions are); async callers run them in
+a thread. Vendor differences live here: PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``,
+SQLite relies on its single writer (see ``claim_batch``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .exceptions import DuplicateTaskIdError
+from .models import TaskRecord, WorkerProcess, new_task_id
+from .status import TaskInfo, TaskStatus
+from .submit import NewTask
+
+TABLE = TaskRecord._meta.db_table
+WORKER_TABLE = WorkerProcess._meta.db_table
+# Rows deleted per statement by retention cleanup: small enough that no statement holds
+# SQLite's write lock for long, large enough that cleanup of a busy day takes few round trips.
+DELETE_BATCH = 1000
+FINISHED = [TaskStatus.COMPLETED.value, TaskStatus.FAILED.value, TaskStatus.CANCELLED.value]
+
+_clock_lock = threading.Lock()
+_last_created_at: datetime | None = None
+
+
+def _creation_time() -> datetime:
+    """Return now, strictly later than the last value this process returned.
+
+    FIFO within a priority orders by ``created_at``; two tasks added in the same microsecond
+    (a bulk add always is) must still keep their order, so ties are broken by one microsecond.
+    """
+    global _last_created_at
+    now = timezone.now()
+    with _clock_lock:
+        if _last_created_at is not None and now <= _last_created_at:
+            now = _last_created_at + timedelta(microseconds=1)
+        _last_created_at = now
+    return now
+
+
+def _is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _json(value: Any) -> Any:
+    """Decode a JSON column read by raw SQL (SQLite and Django's psycopg set-up give text)."""
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def _params(values: Sequence[Any]) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+# --- adding ---------------------------------------------------------------------------------
+
+
+def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
+    """Insert tasks with one INSERT statement and return their ids, in order.
+
+    One implicit transaction; a taken custom id raises ``DuplicateTaskIdError`` and stores none.
+    """
+    rows = []
+    for new in new_tasks:
+        rows.append(
+            TaskRecord(
+                id=new.id or new_task_id(),
+                task_type=new.task_type,
+                args=new.args,
+                kwargs=new.kwargs,
+                metadata=new.metadata,
+                priority=new.priority,
+                queue=new.queue,
+                timeout=new.timeout,
+                use_cache=new.use_cache,
+                cache_ttl=new.cache_ttl,
+                created_by_id=new.created_by_id,
+                created_at=new.created_at or _creation_time(),
+            )
+        )
+    ids = [row.id for row in rows]
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+        raise DuplicateTaskIdError(f"task_id {dup!r} appears twice in one add_tasks call.", task_id=dup)
+    try:
+        with transaction.atomic():
+            TaskRecord.objects.bulk_create(rows)
+    except IntegrityError as exc:
+        taken = list(TaskRecord.objects.filter(id__in=ids).values_list("id", flat=True)[:5])
+        if not taken:
+            raise
+        raise DuplicateTaskIdError(
+            f"task_id {taken[0]!r} is already used by another task; pass a new id or none.", task_id=taken[0]
+        ) from exc
+    return ids
+
+
+def count_pending(queues: Sequence[str] | None = None) -> int:
+    """Count pending tasks (all queues, or the named ones)."""
+    qs = TaskRecord.objects.filter(status=TaskStatus.PENDING.value)
+    if queues is not None:
+        qs = qs.filter(queue__in=list(queues))
+    return qs.count()
+
+
+# --- claiming and finishing -----------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class ClaimedTask:
+    """What a worker needs to run one claimed task."""
+
+    id: str
+    task_type: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    timeout: float | None
+    priority: int
+    created_at: Any
+    attempts: int
+
+
+def claim_batch(worker_id: str, queues: Sequence[str], limit: int) -> list[ClaimedTask]:
+    """Mark up to ``limit`` pending tasks as running for ``worker_id`` and return them.
+
+    One statement, so one transaction. On PostgreSQL, SKIP LOCKED lets workers claim side by
+    side instead of queueing on each other's row locks. SQLite has a single writer: the
+    statement holds the write lock from its read to its write (with WAL a concurrent commit
+    makes it fail with SQLITE_BUSY, never claim twice). Returned in (priority, created_at) order.
+    """
+    now = timezone.now()
+    lock = " FOR UPDATE SKIP LOCKED" if _is_postgres() else ""
+    queue_match = "queue = %s" if len(queues) == 1 else f"queue IN ({_params(queues)})"
+    sql = (
+        f"UPDATE {TABLE} SET status = 'running', worker_id = %s, started_at = %s, updated_at = %s, "
+        "attempts = attempts + 1, progress = 0 "
+        f"WHERE status = 'pending' AND id IN (SELECT id FROM {TABLE} WHERE status = 'pending' "
+        f"AND {queue_match} ORDER BY priority, created_at LIMIT %s{lock}) "
+        "RETURNING id, task_type, args, kwargs, timeout, priority, created_at, attempts"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [worker_id, now, now, *queues, limit])
+        rows = cursor.fetchall()
+    claimed = [
+        ClaimedTask(row[0], row[1], _json(row[2]), _json(row[3]), row[4], row[5], row[6], row[7])
+        for row in rows
+    ]
+    # RETURNING gives no order guarantee; run in queue order.
+    claimed.sort(key=lambda c: (c.priority, c.created_at))
+    return claimed
+
+
+@dataclasses.dataclass(slots=True)
+class Outcome:
+    """How one run of a task ended, ready to be written."""
+
+    task_id: str
+    status: TaskStatus
+    progress: float
+    result_json: str | None = None
+    error: str = ""
+    error_type: str = ""
+    traceback: str = ""
+    completed_at: datetime | None = None
+    # The exception raised in this process, chained onto the future's error (never stored).
+    exception: BaseException | None = dataclasses.field(default=None, repr=False)
+
+
+def write_batch(worker_id: str, progress: Sequence[tuple[str, float]], outcomes: Sequence[Outcome]) -> None:
+    """Store progress values and final outcomes of this worker's running tasks in one transaction.
+
+    Each UPDATE is conditioned on the row still being running under ``worker_id``, so a worker
+    that lost a task (cancelled elsewhere, or reclaimed after its lease) never overwrites it.
+    """
+    now = timezone.now()
+    with transaction.atomic(), connection.cursor() as cursor:
+        if progress:
+            cursor.executemany(
+                f"UPDATE {TABLE} SET progress = %s, updated_at = %s "
+                "WHERE id = %s AND status = 'running' AND worker_id = %s",
+                [(value, now, task_id, worker_id) for task_id, value in progress],
+            )
+        if outcomes:
+            cursor.executemany(
+                f"UPDATE {TABLE} SET status = %s, progress = %s, result = %s, error = %s, "
+                "error_type = %s, traceback = %s, completed_at = %s, updated_at = %s "
+                "WHERE id = %s AND status = 'running' AND worker_id = %s",
+                [
+                    (
+                        o.status.value,
+                        o.progress,
+                        o.result_json,
+                        o.error,
+                        o.error_type,
+                        o.traceback,
+                        o.completed_at or now,
+                        now,
+                        o.task_id,
+                        worker_id,
+                    )
+                    for o in outcomes
+                ],
+            )
+
+
+def release(worker_id: str, task_ids: Iterable[str]) -> int:
+    """Return this worker's unfinished running tasks to pending, as if never claimed.
+
+    Used by a graceful stop; the attempt is not counted, since the task did not fail.
+    """
+    ids = list(task_ids)
+    if not ids:
+        return 0
+    return TaskRecord.objects.filter(id__in=ids, status=TaskStatus.RUNNING.value, worker_id=worker_id).update(
+        status=TaskStatus.PENDING.value,
+        worker=None,
+        started_at=None,
+        progress=0.0,
+        attempts=F("attempts") - 1,
+        updated_at=timezone.now(),
+    )
+
+
+# --- cancelling -----------------------------------------------------------------------------
+
+CANCELLED_PENDING = "cancelled"
+CANCEL_REQUESTED = "requested"
+NOT_CANCELLABLE = "not-cancellable"
+
+
+def cancel(task_id: str) -> tuple[str, str | None]:
+    """Cancel a pending task at once, or flag a running one for its worker.
+
+    Returns (``CANCELLED_PENDING``, None), (``CANCEL_REQUESTED``, worker_id) or
+    (``NOT_CANCELLABLE``, None) for an unknown or finished task. Each branch is one
+    conditional UPDATE, so a cancel racing a claim either wins or sees the task running.
+    """
+    now = timezone.now()
+    done = TaskRecord.objects.filter(id=task_id, status=TaskStatus.PENDING.value).update(
+        status=TaskStatus.CANCELLED.value,
+        error="Task cancelled before execution",
+        error_type="TaskCancellationError",
+        completed_at=now,
+        updated_at=now,
+    )
+    if done:
+        return CANCELLED_PENDING, None
+    flagged = TaskRecord.objects.filter(id=task_id, status=TaskStatus.RUNNING.value).update(
+        cancel_requested=True, updated_at=now
+    )
+    if flagged:
+        worker_id = TaskRecord.objects.filter(id=task_id).values_list("worker_id", flat=True).first()
+        return CANCEL_REQUESTED, worker_id
+    return NOT_CANCELLABLE, None
+
+
+def cancel_requested_among(worker_id: str, task_ids: Iterable[str]) -> list[str]:
+    """Return which of this worker's running tasks another process asked to cancel."""
+    ids = list(task_ids)
+    if not ids:
+        return []
+    return list(
+        TaskRecord.objects.filter(
+            id__in=ids, worker_id=worker_id, status=TaskStatus.RUNNING.value, cancel_requested=True
+        ).values_list("id", flat=True)
+    )
+
+
+# --- reading --------------------------------------------------------------------------------
+
+_INFO_FIELDS = (
+    "id",
+    "status",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "result",
+    "error",
+    "progress",
+    "metadata",
+    "from_cache",
+    "task_type",
+    "queue",
+    "priority",
+    "args",
+    "kwargs",
+    "error_type",
+    "attempts",
+    "timeout",
+    "worker_id",
+    "cancel_requested",
+)
+
+
+def _info(row: dict[str, Any]) -> TaskInfo:
+    row["status"] = TaskStatus(row["status"])
+    row["error"] = row["error"] or None
+    return TaskInfo(**row)
+
+
+def get_task(task_id: str) -> TaskInfo | None:
+    """Return one task's stored state, or None."""
+    row = TaskRecord.objects.filter(id=task_id).values(*_INFO_FIELDS).first()
+    return _info(row) if row is not None else None
+
+
+def get_tasks(task_ids: Iterable[str]) -> dict[str, TaskInfo]:
+    """Return the stored state of the named tasks that exist, by id."""
+    rows = TaskRecord.objects.filter(id__in=list(task_ids)).values(*_INFO_FIELDS)
+    return {row["id"]: _info(row) for row in rows}
+
+
+def list_tasks(
+    status: TaskStatus | str | None = None,
+    limit: int | None = None,
+    older_than: timedelta | None = None,
+) -> list[TaskInfo]:
+    """Return tasks newest first, optionally of one status, created before ``now - older_than``."""
+    qs = TaskRecord.objects.order_by("-created_at")
+    if status is not None:
+        qs = qs.filter(status=TaskStatus(status).value)
+    if older_than is not None:
+        qs = qs.filter(created_at__lt=timezone.now() - older_than)
+    if limit is not None:
+        qs = qs[:limit]
+    return [_info(row) for row in qs.values(*_INFO_FIELDS)]
+
+
+def finished_among(task_ids: Iterable[str]) -> dict[str, TaskInfo]:
+    """Return the named tasks that have finished (completed, failed or cancelled), by id."""
+    rows = TaskRecord.objects.filter(id__in=list(task_ids), status__in=FINISHED).values(*_INFO_FIELDS)
+    return {row["id"]: _info(row) for row in rows}
+
+
+# --- retention ------------------------------------------------------------------------------
+
+
+def delete_finished_before(cutoff: datetime, batch_size: int = DELETE_BATCH) -> int:
+    """Delete finished tasks completed before ``cutoff`` in batches; return how many.
+
+    One short transaction per batch, so a large cleanup never holds a lock for long.
+    """
+    total = 0
+    while True:
+        ids = list(
+            TaskRecord.objects.filter(status__in=FINISHED, completed_at__lt=cutoff).values_list(
+                "id", flat=True
+            )[:batch_size]
+        )
+        if not ids:
+            return total
+        deleted, _ = TaskRecord.objects.filter(id__in=ids, status__in=FINISHED).delete()
+        total += deleted
+        if len(ids) < batch_size:
+            return total
+
+
+# --- workers --------------------------------------------------------------------------------
+
+
+def register_worker(worker_id: str, hostname: str, pid: int, queues: Sequence[str], concurrency: int) -> None:
+    """Record a starting worker process."""
+    now = timezone.now()
+    WorkerProcess.objects.create(
+        id=worker_id,
+        hostname=hostname,
+        pid=pid,
+        queues=list(queues),
+        concurrency=concurrency,
+        started_at=now,
+        last_heartbeat=now,
+    )
+
+
+def heartbeat(worker_id: str, tasks_running: int) -> None:
+    """Refresh a worker's heartbeat and running count."""
+    WorkerProcess.objects.filter(id=worker_id).update(
+        last_heartbeat=timezone.now(), tasks_running=tasks_running
+    )
+
+
+def mark_worker_stopped(worker_id: str) -> None:
+    """Record a clean exit: the row stays for the admin, flagged as stopped."""
+    WorkerProcess.objects.filter(id=worker_id).update(
+        stopping=True, tasks_running=0, last_heartbeat=timezone.now()
+    )

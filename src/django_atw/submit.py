@@ -1,0 +1,198 @@
+"""Turn an ``add_task`` call into a validated row to insert, or a clear error.
+
+Everything a worker needs must survive a trip through the database, so the function must be
+findable by name and its arguments must be JSON values. Checking here, in the caller's process,
+puts the error where the mistake is instead of in a worker log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from . import registry
+from .exceptions import TaskArgumentError, TaskDefinitionError
+
+# The options add_task takes beside the task's own arguments. A task cannot have a keyword
+# argument with one of these names (the original library has the same rule).
+OPTION_NAMES = frozenset(
+    {"priority", "task_id", "metadata", "timeout", "use_cache", "cache_ttl", "cache_key_fn", "queue"}
+)
+MAX_TASK_ID_LENGTH = 255
+
+
+@dataclasses.dataclass(slots=True)
+class NewTask:
+    """A validated task, ready for ``store.add_tasks``."""
+
+    id: str | None
+    task_type: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    metadata: dict[str, Any]
+    priority: int
+    queue: str
+    timeout: float | None
+    use_cache: bool | None
+    cache_ttl: int | None
+    created_by_id: int | None = None
+    created_at: datetime | None = None
+
+
+def check_json(value: Any, where: str) -> None:
+    """Raise ``TaskArgumentError`` naming ``where`` (e.g. ``kwargs['when']``) if not JSON.
+
+    Tuples are accepted and come back as lists; dict keys must be strings (JSON would turn
+    ``{1: x}`` into ``{"1": x}`` silently); NaN and infinities are refused (not JSON).
+    """
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TaskArgumentError(f"{where} is {value!r}, which is not a JSON value. Pass a finite number.")
+        return
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_json(item, f"{where}[{index}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TaskArgumentError(
+                    f"{where} has the key {key!r} of type {type(key).__name__}; JSON object keys "
+                    "must be strings. Convert the keys with str()."
+                )
+            check_json(item, f"{where}[{key!r}]")
+        return
+    raise TaskArgumentError(
+        f"{where} is a {type(value).__name__}, which is not a JSON value. Task arguments are stored "
+        "as JSON: pass str, int, float, bool, None, lists or dicts (for example date.isoformat() "
+        "for a date) and convert inside the task."
+    )
+
+
+def _check_option_types(
+    *,
+    priority: Any,
+    task_id: Any,
+    metadata: Any,
+    timeout: Any,
+    use_cache: Any,
+    cache_ttl: Any,
+    queue: Any,
+) -> None:
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TaskArgumentError(f"priority must be an int (lower runs first), got {priority!r}.")
+    if task_id is not None:
+        if not isinstance(task_id, str) or not task_id:
+            raise TaskArgumentError(f"task_id must be a non-empty string, got {task_id!r}.")
+        if len(task_id) > MAX_TASK_ID_LENGTH:
+            raise TaskArgumentError(
+                f"task_id is {len(task_id)} characters long; at most {MAX_TASK_ID_LENGTH} fit."
+            )
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise TaskArgumentError(f"metadata must be a dict, got {type(metadata).__name__}.")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TaskArgumentError(f"timeout must be a number of seconds or None, got {timeout!r}.")
+        if not timeout > 0 or not math.isfinite(timeout):
+            raise TaskArgumentError(f"timeout must be a positive number of seconds, got {timeout!r}.")
+    if use_cache is not None and not isinstance(use_cache, bool):
+        raise TaskArgumentError(f"use_cache must be True, False or None, got {use_cache!r}.")
+    if cache_ttl is not None and (
+        isinstance(cache_ttl, bool) or not isinstance(cache_ttl, int) or cache_ttl < 0
+    ):
+        raise TaskArgumentError(f"cache_ttl must be a non-negative int of seconds, got {cache_ttl!r}.")
+    if not isinstance(queue, str) or not queue or len(queue) > 100:
+        raise TaskArgumentError(f"queue must be a non-empty string of at most 100 characters, got {queue!r}.")
+
+
+def build(
+    task_func: Callable[..., Any] | str,
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+    *,
+    priority: int = 0,
+    task_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    timeout: float | None = None,
+    use_cache: bool | None = None,
+    cache_ttl: int | None = None,
+    queue: str = "default",
+    created_by_id: int | None = None,
+) -> NewTask:
+    """Validate one task and return it as a ``NewTask``; raise a ``TaskDefinitionError`` if unfit."""
+    if isinstance(task_func, str):
+        if registry.resolve(task_func) is None:
+            known = ", ".join(registry.get_all_task_types()) or "none"
+            raise TaskDefinitionError(
+                f"Unknown task type {task_func!r}. Registered types: {known}. Register it with "
+                "@task(...) in an installed app's tasks.py, or pass an importable async function."
+            )
+        task_type = task_func
+    elif callable(task_func):
+        task_type = registry.type_of(task_func)
+    else:
+        raise TaskArgumentError(
+            f"task_func must be an async function or a task type name, got {type(task_func).__name__}."
+        )
+    _check_option_types(
+        priority=priority,
+        task_id=task_id,
+        metadata=metadata,
+        timeout=timeout,
+        use_cache=use_cache,
+        cache_ttl=cache_ttl,
+        queue=queue,
+    )
+    if "progress_callback" in kwargs:
+        raise TaskArgumentError(
+            "kwargs['progress_callback'] is set by the worker when the task runs; do not pass it."
+        )
+    arg_list = list(args)
+    check_json(arg_list, "args")
+    for name, value in kwargs.items():
+        check_json(value, f"kwargs[{name!r}]")
+    meta = dict(metadata or {})
+    check_json(meta, "metadata")
+    return NewTask(
+        id=task_id,
+        task_type=task_type,
+        args=arg_list,
+        kwargs=dict(kwargs),
+        metadata=meta,
+        priority=priority,
+        queue=queue,
+        timeout=float(timeout) if timeout is not None else None,
+        use_cache=use_cache,
+        cache_ttl=cache_ttl,
+        created_by_id=created_by_id,
+    )
+
+
+def build_calls(
+    task_func: Callable[..., Any] | str,
+    calls: Iterable[Sequence[Any] | Mapping[str, Any]],
+    **options: Any,
+) -> list[NewTask]:
+    """Validate each call of a bulk add: a tuple/list of positional arguments or a dict of kwargs."""
+    new = []
+    for index, call in enumerate(calls):
+        if isinstance(call, Mapping):
+            args: Sequence[Any] = ()
+            kwargs = dict(call)
+        elif isinstance(call, (list, tuple)):
+            args, kwargs = call, {}
+        else:
+            raise TaskArgumentError(
+                f"calls[{index}] is a {type(call).__name__}; pass a tuple of positional arguments "
+                "or a dict of keyword arguments (wrap a lone dict argument in a tuple)."
+            )
+        try:
+            new.append(build(task_func, args, kwargs, **options))
+        except TaskArgumentError as exc:
+            raise TaskArgumentError(f"calls[{index}]: {exc}") from exc
+    return new

@@ -1,0 +1,99 @@
+"""Named sample tasks every test reuses (autodiscovered, like a user's tasks.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from django_atw import task
+
+# Events keyed by name let a test hold a task at a known point and release it.
+gates: dict[str, asyncio.Event] = {}
+started: dict[str, asyncio.Event] = {}
+runs: list[str] = []
+
+
+def gate(name: str) -> asyncio.Event:
+    return gates.setdefault(name, asyncio.Event())
+
+
+def started_event(name: str) -> asyncio.Event:
+    return started.setdefault(name, asyncio.Event())
+
+
+@task("noop")
+async def noop() -> None:
+    return None
+
+
+@task("echo")
+async def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@task("record")
+async def record(label: str) -> str:
+    runs.append(label)
+    return label
+
+
+@task("fail")
+async def fail(message: str = "boom") -> None:
+    raise ValueError(message)
+
+
+@task("wait_for_gate")
+async def wait_for_gate(name: str, progress_callback: Any = None) -> str:
+    """Signal ``started[name]``, report 0.5, then wait until ``gate(name)`` is set."""
+    if progress_callback is not None:
+        progress_callback(0.5)
+    started_event(name).set()
+    await gate(name).wait()
+    return name
+
+
+@task("sleep")
+async def sleep(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@task("process_data")
+async def process_data(data: list[int], progress_callback: Any = None) -> list[int]:
+    """The original README's quick-start task, without its sleep."""
+    result = []
+    for i, item in enumerate(data):
+        result.append(item * 2)
+        if progress_callback:
+            progress_callback((i + 1) / len(data))
+    return result
+
+
+@task("no_progress_param")
+async def no_progress_param(x: int) -> int:
+    return x
+
+
+@task("kwargs_progress")
+async def kwargs_progress(**kwargs: Any) -> bool:
+    kwargs["progress_callback"](2.0)  # clamps to 1.0
+    return "progress_callback" in kwargs
+
+
+@task("returns_set")
+async def returns_set() -> Any:
+    return {1, 2}
+
+
+@task("swallow_cancel")
+async def swallow_cancel(name: str) -> str:
+    started_event(name).set()
+    try:
+        await gate(name).wait()
+    except asyncio.CancelledError:
+        return "swallowed"
+    return "released"
+
+
+async def unregistered_but_importable(x: int) -> int:
+    return x + 1
