@@ -1,14 +1,19 @@
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connections
 
 from django_atw import AsyncTaskWorker
 from tests.sampleapp import tasks as sample
+
+T = TypeVar("T")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -20,6 +25,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+async def wait_until(
+    read: Callable[[], Awaitable[T]], ready: Callable[[T], bool], timeout: float = 10.0
+) -> T:
+    """Re-read state that no event announces (a row another thread writes) until ``ready``.
+
+    The timeout only turns a hang into a failure; the loop ends as soon as the state is there.
+    """
+    async with asyncio.timeout(timeout):
+        while True:
+            value = await read()
+            if ready(value):
+                return value
+            await asyncio.sleep(0.005)
+
+
 @pytest.fixture(autouse=True)
 def _reset_sample_state() -> Iterator[None]:
     sample.gates.clear()
@@ -28,6 +48,17 @@ def _reset_sample_state() -> Iterator[None]:
     yield
     for event in sample.gates.values():
         event.set()
+
+
+@pytest.fixture(autouse=True)
+async def _close_sync_to_async_connections() -> AsyncIterator[None]:
+    """Close the connection that sync_to_async's shared thread opened during the test.
+
+    pytest-django closes only the main thread's connection; a connection left open in that
+    thread would keep PostgreSQL from dropping the test database.
+    """
+    yield
+    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture

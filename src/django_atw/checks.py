@@ -30,7 +30,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 @register()
 def check_sqlite_mode(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """W001: SQLite needs IMMEDIATE transactions, or workers hit 'database is locked'."""
-    db: dict[str, Any] = settings.DATABASES.get("default", {})
+    return sqlite_mode_warnings(settings.DATABASES.get("default", {}))
+
+
+def sqlite_mode_warnings(db: dict[str, Any]) -> list[CheckMessage]:
+    """Return W001 if ``db`` (a DATABASES entry) is SQLite without IMMEDIATE transactions."""
     if "sqlite3" not in db.get("ENGINE", ""):
         return []
     options = db.get("OPTIONS", {})

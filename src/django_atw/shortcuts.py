@@ -45,7 +45,7 @@ def enqueue(
         timeout=timeout,
         use_cache=use_cache,
         cache_ttl=cache_ttl,
-        queue=queue or get_settings().DEFAULT_QUEUE,
+        queue=queue if queue is not None else get_settings().DEFAULT_QUEUE,
         created_by_id=getattr(created_by, "pk", created_by),
     )
     (added,) = store.add_tasks([new])
@@ -69,7 +69,7 @@ def enqueue_many(
         priority=priority,
         metadata=metadata,
         timeout=timeout,
-        queue=queue or get_settings().DEFAULT_QUEUE,
+        queue=queue if queue is not None else get_settings().DEFAULT_QUEUE,
     )
     ids = store.add_tasks(new)
     wakeup.notify({n.queue for n in new})

@@ -95,8 +95,8 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
         dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
         raise DuplicateTaskIdError(f"task_id {dup!r} appears twice in one add_tasks call.", task_id=dup)
     try:
-        with transaction.atomic():
-            TaskRecord.objects.bulk_create(rows)
+        # bulk_create runs in its own transaction: all rows or none.
+        TaskRecord.objects.bulk_create(rows)
     except IntegrityError as exc:
         taken = list(TaskRecord.objects.filter(id__in=ids).values_list("id", flat=True)[:5])
         if not taken:
@@ -141,17 +141,34 @@ def claim_batch(worker_id: str, queues: Sequence[str], limit: int) -> list[Claim
     makes it fail with SQLITE_BUSY, never claim twice). Returned in (priority, created_at) order.
     """
     now = timezone.now()
-    lock = " FOR UPDATE SKIP LOCKED" if _is_postgres() else ""
     queue_match = "queue = %s" if len(queues) == 1 else f"queue IN ({_params(queues)})"
-    sql = (
-        f"UPDATE {TABLE} SET status = 'running', worker_id = %s, started_at = %s, updated_at = %s, "
-        "attempts = attempts + 1, progress = 0 "
-        f"WHERE status = 'pending' AND id IN (SELECT id FROM {TABLE} WHERE status = 'pending' "
-        f"AND {queue_match} ORDER BY priority, created_at LIMIT %s{lock}) "
-        "RETURNING id, task_type, args, kwargs, timeout, priority, created_at, attempts"
+    pick = (
+        f"SELECT id FROM {TABLE} WHERE status = 'pending' AND {queue_match} "
+        "ORDER BY priority, created_at LIMIT %s"
     )
+    assign = (
+        "SET status = 'running', worker_id = %s, started_at = %s, updated_at = %s, "
+        "attempts = attempts + 1, progress = 0"
+    )
+    columns = ("id", "task_type", "args", "kwargs", "timeout", "priority", "created_at", "attempts")
+    params: list[str | int | datetime]
+    if _is_postgres():
+        # A CTE, not "id IN (subquery)": PostgreSQL may re-run a LIMIT ... SKIP LOCKED subquery
+        # inside a semi-join and return more rows than the limit. A locking CTE runs once.
+        sql = (
+            f"WITH picked AS ({pick} FOR UPDATE SKIP LOCKED) "
+            f"UPDATE {TABLE} AS t {assign} FROM picked WHERE t.id = picked.id "
+            f"RETURNING {', '.join('t.' + c for c in columns)}"
+        )
+        params = [*queues, limit, worker_id, now, now]
+    else:
+        sql = (
+            f"UPDATE {TABLE} {assign} WHERE status = 'pending' AND id IN ({pick}) "
+            f"RETURNING {', '.join(columns)}"
+        )
+        params = [worker_id, now, now, *queues, limit]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [worker_id, now, now, *queues, limit])
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
     claimed = [
         ClaimedTask(row[0], row[1], _json(row[2]), _json(row[3]), row[4], row[5], row[6], row[7])

@@ -28,6 +28,7 @@ async def noop() -> None:
 
 @task("echo")
 async def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    kwargs.pop("progress_callback")  # **kwargs takes it, as in the original library
     return {"args": list(args), "kwargs": kwargs}
 
 

@@ -269,7 +269,7 @@ class AsyncTaskWorker:
             timeout=timeout,
             use_cache=use_cache,
             cache_ttl=cache_ttl,
-            queue=queue or self.queues[0],
+            queue=queue if queue is not None else self.queues[0],
         )
         (added,) = await self._insert([new])
         return added
@@ -296,7 +296,7 @@ class AsyncTaskWorker:
             priority=priority,
             metadata=metadata,
             timeout=timeout,
-            queue=queue or self.queues[0],
+            queue=queue if queue is not None else self.queues[0],
         )
         return await self._insert(new)
 
@@ -315,6 +315,10 @@ class AsyncTaskWorker:
         return ids
 
     # --- reading --------------------------------------------------------------------------
+
+    def running_task_ids(self) -> list[str]:
+        """Return the ids of the tasks running in this worker now."""
+        return list(self._pool.running) if self._pool is not None else []
 
     async def get_task_info(self, task_id: str) -> TaskInfo | None:
         """Return a task's state, with live progress if it runs here; None if unknown."""

@@ -1,0 +1,123 @@
+"""Futures, wait_for_tasks and wait_for_any_task."""
+
+import asyncio
+
+import pytest
+
+from django_atw import TaskStatus, aenqueue
+from django_atw.exceptions import TaskCancellationError, TaskError, TaskExecutionError
+from tests.sampleapp import tasks
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_a_future_resolves_to_the_result(worker):
+    task_id = await worker.add_task(tasks.process_data, [1, 2])
+    assert await (await worker.get_task_future(task_id)) == [2, 4]
+
+
+async def test_the_same_future_is_returned_while_the_task_is_pending(worker):
+    task_id = await worker.add_task(tasks.wait_for_gate, "same")
+    first = await worker.get_task_future(task_id)
+    assert await worker.get_task_future(task_id) is first
+    tasks.gate("same").set()
+    assert await first == "same"
+
+
+async def test_a_future_for_a_task_finished_before_it_was_asked_for_resolves_at_once(make_worker):
+    worker = await make_worker(max_workers=1)
+    ok = await worker.add_task(tasks.echo, 1)
+    bad = await worker.add_task(tasks.fail)
+    # One slot, FIFO and in-order commits: once the last task's future resolves, the first two
+    # are stored as finished, and neither had a future while it ran.
+    await worker.wait_for_tasks([await worker.add_task(tasks.noop)], timeout=10)
+    assert (await worker.get_task_info(bad)).status == TaskStatus.FAILED
+    ok_future = await worker.get_task_future(ok)
+    assert ok_future.done()
+    assert ok_future.result() == {"args": [1], "kwargs": {}}
+    bad_future = await worker.get_task_future(bad)
+    assert bad_future.done()
+    with pytest.raises(TaskExecutionError, match="boom"):
+        bad_future.result()
+
+
+async def test_a_future_of_an_unknown_task_raises_key_error(worker):
+    with pytest.raises(KeyError):
+        await worker.get_task_future("no-such-task")
+
+
+async def test_a_future_resolves_for_a_task_finished_by_another_worker(make_worker):
+    # The observer serves another queue, so only the runner can run the task; the observer
+    # learns of the outcome from the database, as it would for a worker in another process.
+    observer = await make_worker(queues=["elsewhere"])
+    await make_worker(queues=["default"])
+    task_id = await aenqueue(tasks.wait_for_gate, "remote")
+    future = await observer.get_task_future(task_id)
+    await tasks.started_event("remote").wait()
+    assert not future.done()
+    tasks.gate("remote").set()
+    async with asyncio.timeout(10):
+        assert await future == "remote"
+
+
+async def test_a_cancelled_task_future_raises_cancelled_error_and_task_error(worker):
+    task_id = await worker.add_task(tasks.wait_for_gate, "c")
+    await tasks.started_event("c").wait()
+    future = await worker.get_task_future(task_id)
+    assert await worker.cancel_task(task_id) is True
+    with pytest.raises(asyncio.CancelledError):
+        await future
+    with pytest.raises(TaskError):
+        future.result()
+    assert isinstance(future.exception(), TaskCancellationError)
+
+
+async def test_get_task_futures_returns_one_future_per_id_for_gather(worker):
+    ok = await worker.add_task(tasks.echo, 1)
+    bad = await worker.add_task(tasks.fail, "nope")
+    results = await asyncio.gather(*await worker.get_task_futures([ok, bad]), return_exceptions=True)
+    assert results[0] == {"args": [1], "kwargs": {}}
+    assert isinstance(results[1], TaskExecutionError) and str(results[1]) == "nope"
+
+
+async def test_wait_for_tasks_returns_results_in_order(worker):
+    ids = [await worker.add_task(tasks.echo, i) for i in range(4)]
+    results = await worker.wait_for_tasks(ids, timeout=10)
+    assert [r["args"][0] for r in results] == [0, 1, 2, 3]
+    assert await worker.wait_for_tasks([]) == []
+
+
+async def test_wait_for_tasks_raises_the_first_failure(worker):
+    ids = [await worker.add_task(tasks.echo, 1), await worker.add_task(tasks.fail, "second failed")]
+    with pytest.raises(TaskExecutionError, match="second failed"):
+        await worker.wait_for_tasks(ids, timeout=10)
+
+
+async def test_a_wait_for_tasks_timeout_leaves_tasks_and_futures_usable(worker):
+    task_id = await worker.add_task(tasks.wait_for_gate, "slow")
+    with pytest.raises(TimeoutError):
+        await worker.wait_for_tasks([task_id], timeout=0.05)
+    future = await worker.get_task_future(task_id)
+    assert not future.cancelled()
+    assert (await worker.get_task_info(task_id)).status == TaskStatus.RUNNING
+    tasks.gate("slow").set()
+    assert await worker.wait_for_tasks([task_id], timeout=10) == ["slow"]
+    assert await future == "slow"
+
+
+async def test_wait_for_any_task_returns_the_first_to_finish(worker):
+    slow = await worker.add_task(tasks.wait_for_gate, "any-slow")
+    fast = await worker.add_task(tasks.echo, "fast")
+    result, task_id = await worker.wait_for_any_task([slow, fast], timeout=10)
+    assert (result, task_id) == ({"args": ["fast"], "kwargs": {}}, fast)
+    tasks.gate("any-slow").set()
+
+
+async def test_wait_for_any_task_timeout_and_empty_list(worker):
+    slow = await worker.add_task(tasks.wait_for_gate, "any-timeout")
+    with pytest.raises(TimeoutError):
+        await worker.wait_for_any_task([slow], timeout=0.05)
+    with pytest.raises(ValueError, match="empty"):
+        await worker.wait_for_any_task([])
+    tasks.gate("any-timeout").set()
+    assert await worker.wait_for_any_task([slow], timeout=10) == ("any-timeout", slow)

@@ -1,0 +1,132 @@
+"""store.py: query counts of the hot paths, claims, fencing, cancels."""
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
+
+from django_atw import enqueue, enqueue_many, store
+from django_atw.models import TaskRecord
+from django_atw.status import TaskStatus
+from django_atw.store import Outcome
+
+pytestmark = pytest.mark.django_db(transaction=True)
+TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
+
+
+@contextlib.contextmanager
+def statements(expected: int) -> Iterator[None]:
+    """Assert how many SQL statements ran, not counting transaction control (vendor-specific)."""
+    with CaptureQueriesContext(connection) as captured:
+        yield
+    sql = [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(TRANSACTION_CONTROL)]
+    assert len(sql) == expected, sql
+
+
+def test_add_tasks_is_one_insert_for_many():
+    # 20 rows fit in one statement under SQLite's 999-parameter limit as Django applies it;
+    # larger batches are split into as few INSERTs as the limit allows, in one transaction.
+    with statements(1):
+        ids = enqueue_many("noop", [() for _ in range(20)])
+    assert TaskRecord.objects.filter(id__in=ids).count() == 20
+
+
+def test_enqueue_is_one_query():
+    with statements(1):
+        enqueue("echo", 1)
+
+
+def test_claim_batch_is_one_statement_in_priority_then_fifo_order():
+    low = enqueue("record", "low", priority=5)
+    first = enqueue("record", "first", priority=1)
+    second = enqueue("record", "second", priority=1)
+    with statements(1):
+        claimed = store.claim_batch("w1", ["default"], 2)
+    assert [c.id for c in claimed] == [first, second]
+    assert [c.attempts for c in claimed] == [1, 1]
+    rows = dict(TaskRecord.objects.values_list("id", "status"))
+    assert rows == {first: "running", second: "running", low: "pending"}
+
+
+def test_claim_batch_only_takes_the_named_queues():
+    enqueue("noop", queue="mail")
+    other = enqueue("noop", queue="reports")
+    assert [c.id for c in store.claim_batch("w1", ["reports", "video"], 10)] == [other]
+
+
+def test_write_batch_is_fenced_by_the_claiming_worker():
+    task_id = enqueue("noop")
+    store.claim_batch("w1", ["default"], 1)
+    late = Outcome(task_id=task_id, status=TaskStatus.COMPLETED, progress=1.0, result_json="1")
+    store.write_batch("someone-else", [(task_id, 0.3)], [late])
+    assert TaskRecord.objects.get(id=task_id).status == "running"
+    with statements(2):
+        store.write_batch("w1", [(task_id, 0.3)], [late])
+    record = TaskRecord.objects.get(id=task_id)
+    assert (record.status, record.result, record.progress) == ("completed", 1, 1.0)
+
+
+def test_an_outcome_never_overwrites_a_task_cancelled_meanwhile():
+    task_id = enqueue("noop")
+    store.claim_batch("w1", ["default"], 1)
+    TaskRecord.objects.filter(id=task_id).update(status="cancelled")
+    store.write_batch("w1", [], [Outcome(task_id=task_id, status=TaskStatus.COMPLETED, progress=1.0)])
+    assert TaskRecord.objects.get(id=task_id).status == "cancelled"
+
+
+def test_cancel_of_pending_running_and_finished_tasks():
+    pending = enqueue("noop")
+    assert store.cancel(pending) == (store.CANCELLED_PENDING, None)
+    running = enqueue("noop")
+    store.claim_batch("w9", ["default"], 1)
+    assert store.cancel(running) == (store.CANCEL_REQUESTED, "w9")
+    assert store.cancel_requested_among("w9", [running]) == [running]
+    assert store.cancel(pending) == (store.NOT_CANCELLABLE, None)
+    assert store.cancel("unknown") == (store.NOT_CANCELLABLE, None)
+
+
+def test_release_returns_tasks_to_pending_without_counting_the_attempt():
+    task_id = enqueue("noop")
+    store.claim_batch("w1", ["default"], 1)
+    assert store.release("w1", [task_id]) == 1
+    record = TaskRecord.objects.get(id=task_id)
+    assert (record.status, record.worker_id, record.attempts) == ("pending", None, 0)
+
+
+def test_delete_finished_before_works_in_batches():
+    ids = enqueue_many("noop", [() for _ in range(7)])
+    from django.utils import timezone
+
+    TaskRecord.objects.filter(id__in=ids[:5]).update(status="completed", completed_at=timezone.now())
+    cutoff = timezone.now()
+    assert store.delete_finished_before(cutoff, batch_size=2) == 5
+    assert TaskRecord.objects.count() == 2
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SKIP LOCKED is PostgreSQL's")
+def test_claim_skips_rows_locked_by_another_worker():
+    ids = enqueue_many("noop", [() for _ in range(4)])
+    locked = threading.Event()
+    release = threading.Event()
+
+    def hold_first_two() -> None:
+        try:
+            with transaction.atomic():
+                list(TaskRecord.objects.select_for_update().filter(id__in=ids[:2]))
+                locked.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_first_two)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        claimed = store.claim_batch("w1", ["default"], 4)
+    finally:
+        release.set()
+        holder.join()
+    assert [c.id for c in claimed] == ids[2:]
