@@ -1,0 +1,278 @@
+"""Admin for tasks and workers: a read-only window on the queue, plus cancel and run-again actions.
+
+Task rows are written only by ``store``; the admin never saves a task form, so a stale page can
+never overwrite what a worker wrote meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import quote
+from django.contrib.admin.views.main import ChangeList
+from django.contrib.auth import get_permission_codename
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.text import smart_split, unescape_string_literal
+
+from . import shortcuts, store, submit
+from .engine import wakeup
+from .exceptions import TaskDefinitionError
+from .models import TaskRecord, WorkerProcess
+from .status import TaskStatus
+
+if TYPE_CHECKING:
+    TaskAdminBase = admin.ModelAdmin[TaskRecord]
+    WorkerAdminBase = admin.ModelAdmin[WorkerProcess]
+else:
+    TaskAdminBase = WorkerAdminBase = admin.ModelAdmin
+
+STATUS_COLOURS: dict[str, str] = {
+    TaskStatus.PENDING.value: "#6c757d",
+    TaskStatus.RUNNING.value: "#0d6efd",
+    TaskStatus.COMPLETED.value: "#198754",
+    TaskStatus.FAILED.value: "#dc3545",
+    TaskStatus.CANCELLED.value: "#b8860b",
+}
+# Columns the list never shows and that can hold megabytes (results, tracebacks).
+LIST_DEFERRED = ("args", "kwargs", "metadata", "result", "error", "traceback")
+# The detail page's sections; every entry is read-only.
+DETAIL_FIELDS: dict[str | None, tuple[str, ...]] = {
+    None: ("id", "task_type", "status_badge", "progress_bar", "queue", "priority"),
+    "Call": ("args_json", "kwargs_json", "metadata_json"),
+    "Outcome": ("result_json", "from_cache", "error_type", "error_text", "traceback_text"),
+    "Life": ("created_at", "started_at", "completed_at", "duration", "updated_at", "attempts"),
+    "Execution": ("worker_link", "created_by", "timeout", "cancel_requested"),
+    "Cache": ("use_cache", "cache_ttl", "cache_key"),
+}
+
+
+def _plural(count: int, noun: str = "task") -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _pretty_json(value: Any) -> SafeString:
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _format_duration(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+class TaskChangeList(ChangeList):
+    """The task list, without loading the large JSON and text columns it does not show."""
+
+    def get_queryset(
+        self, request: HttpRequest, exclude_parameters: list[str | None] | None = None
+    ) -> QuerySet[Any]:
+        return super().get_queryset(request, exclude_parameters).defer(*LIST_DEFERRED)
+
+
+@admin.register(TaskRecord)
+class TaskRecordAdmin(TaskAdminBase):
+    list_display = (
+        "id",
+        "task_type",
+        "status_badge",
+        "progress_bar",
+        "priority",
+        "queue",
+        "created_at",
+        "duration",
+    )
+    list_filter = ("status", "task_type", "queue", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("id", "task_type", "metadata")
+    search_help_text = "Matches part of the task id, the task type or any text in the metadata."
+    ordering = ("-created_at",)
+    list_per_page = 50
+    # COUNT(*) over a large task table on every page view is slower than the page itself.
+    show_full_result_count = False
+    actions = ("cancel_tasks", "rerun_tasks")
+    fieldsets = [(title, {"fields": names}) for title, names in DETAIL_FIELDS.items()]
+    readonly_fields = tuple(name for names in DETAIL_FIELDS.values() for name in names)
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return TaskChangeList
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[TaskRecord], bool]:
+        """Each word must match the id, the type or the metadata's JSON text.
+
+        SQLite stores JSON with non-ASCII characters and quotes escaped (``caf\\u00e9``) while
+        PostgreSQL's ``jsonb::text`` does not, so the metadata is matched both ways.
+        """
+        for bit in smart_split(search_term):
+            if bit.startswith(('"', "'")) and bit[0] == bit[-1]:  # a quoted phrase, as Django does
+                bit = unescape_string_literal(bit)
+            match = Q(id__icontains=bit) | Q(task_type__icontains=bit) | Q(metadata__icontains=bit)
+            escaped = json.dumps(bit)[1:-1]
+            if escaped != bit:
+                match |= Q(metadata__icontains=escaped)
+            queryset = queryset.filter(match)
+        return queryset, False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: TaskRecord | None = None) -> bool:
+        """Objects are view-only; the model-level change permission only gates the cancel action."""
+        return obj is None and super().has_change_permission(request)
+
+    def has_rerun_permission(self, request: HttpRequest) -> bool:
+        """Running a task again adds one, so it needs the add permission the form never grants."""
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.{get_permission_codename('add', opts)}")
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: TaskRecord) -> SafeString:
+        colour = STATUS_COLOURS.get(obj.status, "#6c757d")
+        return format_html(
+            '<span class="atw-status atw-status-{}" style="background:{};color:#fff;padding:2px 8px;'
+            'border-radius:10px;white-space:nowrap">{}</span>',
+            obj.status,
+            colour,
+            obj.get_status_display(),
+        )
+
+    @admin.display(description="progress", ordering="progress")
+    def progress_bar(self, obj: TaskRecord) -> SafeString:
+        value = min(max(obj.progress or 0.0, 0.0), 1.0)
+        return format_html(
+            '<progress class="atw-progress" value="{}" max="1" data-atw-task-id="{}"></progress> '
+            '<span class="atw-progress-text" data-atw-task-id="{}">{}%</span>',
+            f"{value:.4f}",
+            obj.id,
+            obj.id,
+            round(value * 100),
+        )
+
+    @admin.display(description="duration")
+    def duration(self, obj: TaskRecord) -> str:
+        if obj.started_at is None or obj.completed_at is None:
+            return ""
+        return _format_duration(obj.completed_at - obj.started_at)
+
+    @admin.display(description="args")
+    def args_json(self, obj: TaskRecord) -> SafeString:
+        return _pretty_json(obj.args)
+
+    @admin.display(description="kwargs")
+    def kwargs_json(self, obj: TaskRecord) -> SafeString:
+        return _pretty_json(obj.kwargs)
+
+    @admin.display(description="metadata")
+    def metadata_json(self, obj: TaskRecord) -> SafeString:
+        return _pretty_json(obj.metadata)
+
+    @admin.display(description="result")
+    def result_json(self, obj: TaskRecord) -> SafeString:
+        return _pretty_json(obj.result)
+
+    @admin.display(description="error")
+    def error_text(self, obj: TaskRecord) -> SafeString:
+        return format_html("<pre>{}</pre>", obj.error)
+
+    @admin.display(description="traceback")
+    def traceback_text(self, obj: TaskRecord) -> SafeString:
+        return format_html("<pre>{}</pre>", obj.traceback)
+
+    @admin.display(description="worker")
+    def worker_link(self, obj: TaskRecord) -> str:
+        """Link by id: the worker row may be gone (no constraint), which must not break the page."""
+        if not obj.worker_id:
+            return ""
+        url = reverse(f"{self.admin_site.name}:django_atw_workerprocess_change", args=[quote(obj.worker_id)])
+        return format_html('<a href="{}">{}</a>', url, obj.worker_id)
+
+    @admin.action(permissions=["change"], description="Cancel selected tasks")
+    def cancel_tasks(self, request: HttpRequest, queryset: QuerySet[TaskRecord]) -> None:
+        cancelled = requested = finished = 0
+        for task_id, status in queryset.values_list("id", "status"):
+            if not shortcuts.cancel_task(task_id):
+                finished += 1
+            elif status == TaskStatus.RUNNING.value:
+                requested += 1
+            else:
+                cancelled += 1
+        parts = []
+        if cancelled:
+            parts.append(f"Cancelled {_plural(cancelled)}.")
+        if requested:
+            parts.append(f"Asked the workers of {_plural(requested, 'running task')} to cancel.")
+        if finished:
+            parts.append(f"{_plural(finished)} had already finished and could not be cancelled.")
+        level = messages.WARNING if finished else messages.SUCCESS
+        self.message_user(request, " ".join(parts) or "No tasks selected.", level)
+
+    @admin.action(permissions=["rerun"], description="Run selected tasks again")
+    def rerun_tasks(self, request: HttpRequest, queryset: QuerySet[TaskRecord]) -> None:
+        """Add a new task per selected row (oldest first, so their relative order holds)."""
+        fields = ("task_type", "args", "kwargs", "metadata", "priority", "queue", "timeout")
+        new: list[submit.NewTask] = []
+        refused: list[str] = []
+        for row in queryset.order_by("created_at").values(*fields):
+            try:
+                new.append(
+                    submit.build(
+                        row["task_type"],
+                        row["args"],
+                        row["kwargs"],
+                        metadata=row["metadata"],
+                        priority=row["priority"],
+                        queue=row["queue"],
+                        timeout=row["timeout"],
+                        created_by_id=request.user.pk,
+                    )
+                )
+            except TaskDefinitionError as exc:
+                refused.append(str(exc))
+        if new:
+            store.add_tasks(new)
+            wakeup.notify({task.queue for task in new})
+            self.message_user(request, f"Added {_plural(len(new), 'new task')}.", messages.SUCCESS)
+        if refused:
+            self.message_user(
+                request, f"{_plural(len(refused))} could not be run again: {refused[0]}", messages.ERROR
+            )
+
+
+@admin.register(WorkerProcess)
+class WorkerProcessAdmin(WorkerAdminBase):
+    """Workers write their own rows; the admin shows them and may delete stale ones."""
+
+    list_display = (
+        "id",
+        "hostname",
+        "pid",
+        "queue_list",
+        "concurrency",
+        "tasks_running",
+        "started_at",
+        "last_heartbeat",
+        "stopping",
+    )
+    list_filter = ("stopping", "hostname")
+    search_fields = ("id", "hostname")
+    ordering = ("-started_at",)
+
+    @admin.display(description="queues")
+    def queue_list(self, obj: WorkerProcess) -> str:
+        return ", ".join(str(queue) for queue in obj.queues or [])
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: WorkerProcess | None = None) -> bool:
+        return False
