@@ -76,6 +76,10 @@ else:
         }
     }
 
+# Subprocesses started by tests (workers, enqueuers) point at the parent's test database.
+if os.environ.get("ATW_TEST_DB_NAME"):
+    DATABASES["default"]["NAME"] = os.environ["ATW_TEST_DB_NAME"]
+
 ATW = {"POLL_INTERVAL": 0.2, "CLEANUP_INTERVAL": 0}
 LOGGING = {
     "version": 1,

@@ -2,7 +2,7 @@ import pytest
 from django.core import checks
 from django.test import override_settings
 
-from django_atw.checks import sqlite_mode_warnings
+from django_atw.checks import check_settings, sqlite_mode_warnings
 from django_atw.conf import get_settings
 from django_atw.exceptions import ConfigurationError
 
@@ -30,11 +30,16 @@ def test_override_settings_is_seen():
 )
 def test_a_bad_value_is_a_system_check_error_naming_the_key(atw, key):
     with override_settings(ATW=atw):
-        errors = [e for e in checks.run_checks() if e.id == "django_atw.E001"]
+        errors = check_settings()
         with pytest.raises(ConfigurationError, match=key):
             get_settings()
     assert len(errors) == 1
     assert f'ATW["{key}"]' in errors[0].msg
+
+
+def test_the_checks_are_registered_with_django():
+    registered = checks.registry.registry.get_checks()
+    assert check_settings in registered
 
 
 def test_a_non_dict_setting_is_refused():

@@ -5,19 +5,17 @@ import os
 import subprocess
 import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connection
 from django.utils import timezone
 
 from django_atw import AsyncTaskWorker, TaskStatus, aenqueue, aenqueue_many, aget_task_info
 from django_atw.models import TaskRecord, WorkerProcess
+from tests.helpers.processes import ROOT, subprocess_env
 from tests.sampleapp import tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_async_with_starts_and_stops_the_worker():
@@ -83,16 +81,13 @@ async def test_stop_waits_for_tasks_that_finish_within_the_grace_period(make_wor
 
 
 async def test_a_record_inserted_by_another_process_is_run_here(worker):
-    db_name = connection.settings_dict["NAME"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "tests.helpers.enqueue_in_subprocess",
-        str(db_name),
         "from-another-process",
         cwd=ROOT,
-        env=env,
+        env=subprocess_env(),
         stdout=subprocess.PIPE,
     )
     stdout, _ = await proc.communicate()

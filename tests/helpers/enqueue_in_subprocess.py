@@ -1,20 +1,17 @@
-"""Enqueue a task from another process: ``python -m tests.helpers.enqueue_in_subprocess DB LABEL``.
+"""Enqueue a task from another process: ``python -m tests.helpers.enqueue_in_subprocess LABEL``.
 
-DB is the database NAME the parent test uses (pytest-django's test database), so the row
-lands where the parent's worker claims.
+Run with ATW_TEST_DB_NAME set to the parent test's database, so the row lands where the
+parent's worker claims.
 """
 
 import os
 import sys
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
-
 import django
-from django.conf import settings
 
-settings.DATABASES["default"]["NAME"] = sys.argv[1]
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 django.setup()
 
 from django_atw import enqueue  # noqa: E402
 
-print(enqueue("record", sys.argv[2], metadata={"pid": os.getpid()}), flush=True)
+print(enqueue("record", sys.argv[1], metadata={"pid": os.getpid()}), flush=True)

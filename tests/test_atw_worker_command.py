@@ -1,0 +1,72 @@
+"""The atw_worker command as a real process: burst mode, readiness, graceful SIGTERM."""
+
+import asyncio
+import signal
+import subprocess
+
+import pytest
+
+from django_atw import TaskStatus, aenqueue, aenqueue_many, aget_task_info
+from tests.conftest import wait_until
+from tests.helpers.processes import ROOT, django_command, subprocess_env
+from tests.sampleapp import tasks
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def start_worker(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *django_command("atw_worker", *args),
+        cwd=ROOT,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def read_until(proc: asyncio.subprocess.Process, marker: str) -> str:
+    assert proc.stdout is not None
+    async with asyncio.timeout(30):
+        while True:
+            line = (await proc.stdout.readline()).decode()
+            if not line:
+                raise AssertionError(f"worker exited before printing {marker!r}")
+            if marker in line:
+                return line
+
+
+async def test_burst_runs_what_is_pending_and_exits_zero():
+    ids = await aenqueue_many(tasks.echo, [(i,) for i in range(25)])
+    proc = await start_worker("--burst", "--concurrency", "4")
+    async with asyncio.timeout(60):
+        output, _ = await proc.communicate()
+    assert proc.returncode == 0, output.decode()
+    for task_id in ids:
+        assert (await aget_task_info(task_id)).status == TaskStatus.COMPLETED
+
+
+async def test_sigterm_returns_a_running_task_to_pending_and_exits_zero():
+    task_id = await aenqueue(tasks.sleep, 60)
+    proc = await start_worker("--grace", "0.2", "--poll-interval", "0.05")
+    await read_until(proc, "ready")
+    await wait_until(lambda: aget_task_info(task_id), lambda info: info.status == TaskStatus.RUNNING)
+    proc.send_signal(signal.SIGTERM)
+    await read_until(proc, "stopped")
+    async with asyncio.timeout(30):
+        await proc.wait()
+    assert proc.returncode == 0
+    info = await aget_task_info(task_id)
+    assert (info.status, info.worker_id) == (TaskStatus.PENDING, None)
+
+
+def test_bad_options_are_refused_with_the_expected_form():
+    result = subprocess.run(
+        django_command("atw_worker", "--concurrency", "0"),
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "expected a positive whole number, got '0'" in result.stderr
