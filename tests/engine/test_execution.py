@@ -45,6 +45,33 @@ async def test_progress_is_visible_in_the_record_while_the_task_runs(make_worker
     assert (await aget_task_info(task_id)).progress == 1.0
 
 
+async def test_every_later_progress_value_reaches_the_record_too(make_worker):
+    worker = await make_worker(progress_interval=0.01)
+    task_id = await worker.add_task(tasks.two_steps, "steps")
+    await tasks.started_event("steps-1").wait()
+    await wait_until(lambda: aget_task_info(task_id), lambda info: info.progress == 0.25)
+    tasks.gate("steps-1").set()
+    await tasks.started_event("steps-2").wait()
+    stored = await wait_until(lambda: aget_task_info(task_id), lambda info: info.progress == 0.75)
+    assert stored.status == TaskStatus.RUNNING
+    tasks.gate("steps-2").set()
+    assert await (await worker.get_task_future(task_id)) == "steps"
+
+
+def test_the_tracker_reports_changes_after_each_flush():
+    from django_atw.engine.executor import ProgressTracker
+
+    armed: list[bool] = []
+    tracker = ProgressTracker(lambda: armed.append(True))
+    callback = tracker.callback_for("t")
+    callback(0.1)
+    assert tracker.take_dirty() == [("t", 0.1)]
+    callback(0.2)
+    callback(0.3)
+    assert tracker.take_dirty() == [("t", 0.3)]
+    assert armed == [True, True]  # the flush timer is armed once per flush, not per call
+
+
 async def test_progress_callback_is_only_passed_to_functions_that_accept_it(worker):
     plain = await worker.add_task(tasks.no_progress_param, 7)
     with_kwargs = await worker.add_task(tasks.kwargs_progress)

@@ -98,3 +98,15 @@ async def swallow_cancel(name: str) -> str:
 
 async def unregistered_but_importable(x: int) -> int:
     return x + 1
+
+
+@task("two_steps")
+async def two_steps(name: str, progress_callback: Any = None) -> str:
+    """Report 0.25, wait for gate ``name-1``, report 0.75, wait for gate ``name-2``."""
+    progress_callback(0.25)
+    started_event(f"{name}-1").set()
+    await gate(f"{name}-1").wait()
+    progress_callback(0.75)
+    started_event(f"{name}-2").set()
+    await gate(f"{name}-2").wait()
+    return name

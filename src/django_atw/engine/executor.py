@@ -60,8 +60,10 @@ class ProgressTracker:
 
     def take_dirty(self) -> list[tuple[str, float]]:
         """Return and forget the values changed since the last call."""
-        dirty, self._dirty = self._dirty, {}
-        return list(dirty.items())
+        # Cleared in place: the callbacks hold this very dict.
+        items = list(self._dirty.items())
+        self._dirty.clear()
+        return items
 
     def forget(self, task_id: str) -> float:
         """Drop a finished task, returning its last progress (its outcome carries it)."""
