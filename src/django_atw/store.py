@@ -198,38 +198,70 @@ class Outcome:
 def write_batch(worker_id: str, progress: Sequence[tuple[str, float]], outcomes: Sequence[Outcome]) -> None:
     """Store progress values and final outcomes of this worker's running tasks in one transaction.
 
-    Each UPDATE is conditioned on the row still being running under ``worker_id``, so a worker
-    that lost a task (cancelled elsewhere, or reclaimed after its lease) never overwrites it.
+    Each row is updated only while it is still running under ``worker_id``, so a worker that
+    lost a task (cancelled elsewhere, or reclaimed after its lease) never overwrites it.
+    On PostgreSQL each kind is one ``UPDATE ... FROM (VALUES ...)`` statement: a round trip per
+    row would cost more than the tasks themselves. SQLite has no network: ``executemany``.
     """
     now = timezone.now()
+    progress_rows = [(task_id, value) for task_id, value in progress]
+    outcome_rows = [
+        (
+            o.task_id,
+            o.status.value,
+            o.progress,
+            o.result_json,
+            o.error,
+            o.error_type,
+            o.traceback,
+            o.completed_at or now,
+        )
+        for o in outcomes
+    ]
     with transaction.atomic(), connection.cursor() as cursor:
-        if progress:
-            cursor.executemany(
-                f"UPDATE {TABLE} SET progress = %s, updated_at = %s "
-                "WHERE id = %s AND status = 'running' AND worker_id = %s",
-                [(value, now, task_id, worker_id) for task_id, value in progress],
+        if progress_rows:
+            _update_running(
+                cursor, worker_id, now, ("id", "progress"), ("", "::double precision"), progress_rows
             )
-        if outcomes:
-            cursor.executemany(
-                f"UPDATE {TABLE} SET status = %s, progress = %s, result = %s, error = %s, "
-                "error_type = %s, traceback = %s, completed_at = %s, updated_at = %s "
-                "WHERE id = %s AND status = 'running' AND worker_id = %s",
-                [
-                    (
-                        o.status.value,
-                        o.progress,
-                        o.result_json,
-                        o.error,
-                        o.error_type,
-                        o.traceback,
-                        o.completed_at or now,
-                        now,
-                        o.task_id,
-                        worker_id,
-                    )
-                    for o in outcomes
-                ],
+        if outcome_rows:
+            _update_running(
+                cursor,
+                worker_id,
+                now,
+                ("id", "status", "progress", "result", "error", "error_type", "traceback", "completed_at"),
+                ("", "", "::double precision", "::jsonb", "", "", "", "::timestamptz"),
+                outcome_rows,
             )
+
+
+def _update_running(
+    cursor: Any,
+    worker_id: str,
+    now: datetime,
+    columns: Sequence[str],
+    pg_casts: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+) -> None:
+    """Set ``columns[1:]`` of this worker's running rows, by id, from ``rows`` (id first).
+
+    ``pg_casts`` type the VALUES list on PostgreSQL, where parameters arrive untyped.
+    """
+    guard = "t.status = 'running' AND t.worker_id = %s"
+    if _is_postgres():
+        assignments = ", ".join(f"{column} = v.{column}" for column in columns[1:])
+        row_sql = "(" + ", ".join(f"%s{cast}" for cast in pg_casts) + ")"
+        cursor.execute(
+            f"UPDATE {TABLE} AS t SET {assignments}, updated_at = %s "
+            f"FROM (VALUES {', '.join([row_sql] * len(rows))}) AS v({', '.join(columns)}) "
+            f"WHERE t.id = v.id AND {guard}",
+            [now, *(value for row in rows for value in row), worker_id],
+        )
+    else:
+        assignments = ", ".join(f"{column} = %s" for column in columns[1:])
+        cursor.executemany(
+            f"UPDATE {TABLE} AS t SET {assignments}, updated_at = %s WHERE t.id = %s AND {guard}",
+            [(*row[1:], now, row[0], worker_id) for row in rows],
+        )
 
 
 def release(worker_id: str, task_ids: Iterable[str]) -> int:

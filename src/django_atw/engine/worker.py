@@ -15,6 +15,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
 
+from django.db import connection
 from django.utils import timezone
 
 from .. import store, submit
@@ -116,6 +117,7 @@ class AsyncTaskWorker:
         self.running = False
         self._starting: asyncio.Lock | None = None
         self._db: DatabaseThread | None = None
+        self._write_db: DatabaseThread | None = None
         self._pool: WorkerPool | None = None
         self._writer: OutcomeWriter | None = None
         self._progress: ProgressTracker | None = None
@@ -163,6 +165,12 @@ class AsyncTaskWorker:
                 return
             self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             self._db = DatabaseThread(f"atw-db-{self.worker_id}")
+            # Outcomes are written on a second connection, so a claim never waits for a write
+            # to commit (and the reverse). SQLite has one writer per file: a second connection
+            # would only queue on its lock, so there both share one thread.
+            self._write_db = (
+                DatabaseThread(f"atw-write-{self.worker_id}") if _separate_write_connection() else self._db
+            )
             await self._db.run(
                 store.register_worker,
                 self.worker_id,
@@ -174,7 +182,7 @@ class AsyncTaskWorker:
             self._futures = TaskFutureManager()
             self._progress = ProgressTracker(self._progress_changed)
             self._writer = OutcomeWriter(
-                self._db,
+                self._write_db,
                 self.worker_id,
                 progress=self._progress,
                 progress_interval=self.progress_interval,
@@ -230,6 +238,8 @@ class AsyncTaskWorker:
         self._futures.cancel_all()
         with contextlib.suppress(Exception):
             await self._db.run(store.mark_worker_stopped, self.worker_id)
+        if self._write_db is not self._db and self._write_db is not None:
+            await self._write_db.close()
         await self._db.close()
         logger.info("worker stopped id=%s", self.worker_id)
 
@@ -505,6 +515,10 @@ class AsyncTaskWorker:
                 f"AsyncTaskWorker.{method}() needs a running worker: await worker.start() first, or use "
                 "django_atw.aenqueue()/enqueue() to store a task for any worker."
             )
+
+
+def _separate_write_connection() -> bool:
+    return connection.vendor != "sqlite"
 
 
 def _replace_progress(info: TaskInfo, progress: float) -> TaskInfo:
