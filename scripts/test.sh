@@ -45,8 +45,8 @@ fi
 "$VENV/bin/python" -c "import django, django_atw; print('django', django.get_version(), '| django_atw from', django_atw.__file__)"
 
 if [ -z "${ATW_SKIP_LINT:-}" ]; then
-  "$VENV/bin/ruff" check src tests example_project benchmarks manage.py
-  "$VENV/bin/ruff" format --check src tests example_project benchmarks manage.py
+  "$VENV/bin/ruff" check .
+  "$VENV/bin/ruff" format --check .
   "$VENV/bin/mypy"
 fi
 DJANGO_SETTINGS_MODULE=tests.settings "$VENV/bin/python" -m django makemigrations django_atw --check --dry-run
