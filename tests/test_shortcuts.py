@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from django_atw import TaskStatus, aenqueue, cancel_task, enqueue, get_task_info
+from django_atw import TaskStatus, aenqueue, cancel_task, enqueue, get_all_tasks, get_task_info
 from django_atw.exceptions import TaskArgumentError
 from django_atw.models import TaskRecord
 from tests.sampleapp import tasks
@@ -53,3 +53,14 @@ async def test_aenqueue_from_an_async_view_is_run_by_a_worker_in_the_process(wor
     task_id = await aenqueue(tasks.echo, "async-view")
     # aenqueue wakes the local worker at once; the future resolves when the outcome is stored.
     assert await (await worker.get_task_future(task_id)) == {"args": ["async-view"], "kwargs": {}}
+
+
+def test_get_all_tasks_lists_newest_first_with_filters():
+    first = enqueue("noop")
+    second = enqueue("noop")
+    cancel_task(first)
+    assert [t.id for t in get_all_tasks()] == [second, first]
+    assert [t.id for t in get_all_tasks(status="cancelled")] == [first]
+    assert [t.id for t in get_all_tasks(limit=1)] == [second]
+    with pytest.raises(ValueError, match="limit must be"):
+        get_all_tasks(limit=-1)

@@ -14,7 +14,6 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 import django_atw
-from django_atw.models import TaskRecord
 
 from .forms import EnqueueForm
 from .tasks import DEFAULT_KWARGS
@@ -41,10 +40,7 @@ class TaskRow:
     cancel_requested: bool
 
     @classmethod
-    def from_record(cls, record: TaskRecord) -> TaskRow:
-        duration = None
-        if record.started_at is not None and record.completed_at is not None:
-            duration = (record.completed_at - record.started_at).total_seconds()
+    def from_info(cls, record: django_atw.TaskInfo) -> TaskRow:
         if record.status == django_atw.TaskStatus.COMPLETED:
             outcome = json.dumps(record.result, ensure_ascii=False)
         elif record.error:
@@ -57,13 +53,13 @@ class TaskRow:
         return cls(
             id=record.id,
             task_type=record.task_type,
-            status=record.status,
+            status=record.status.value,
             progress=record.progress,
             priority=record.priority,
             created_at=record.created_at,
-            duration=duration,
+            duration=record.duration,
             outcome=outcome,
-            active=record.status in ACTIVE,
+            active=record.status.value in ACTIVE,
             cancel_requested=record.cancel_requested,
         )
 
@@ -103,7 +99,7 @@ def index(request: HttpRequest) -> HttpResponse:
     else:
         form = EnqueueForm(initial=_initial())
 
-    rows = [TaskRow.from_record(r) for r in TaskRecord.objects.order_by("-created_at")[:NEWEST]]
+    rows = [TaskRow.from_info(info) for info in django_atw.get_all_tasks(limit=NEWEST)]
     context = {
         "form": form,
         "rows": rows,

@@ -7,6 +7,7 @@ in the database until a worker (in this process or another) claims it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -14,7 +15,7 @@ from asgiref.sync import sync_to_async
 from . import store, submit
 from .conf import get_settings
 from .engine import wakeup
-from .status import TaskInfo
+from .status import TaskInfo, TaskStatus
 
 
 def enqueue(
@@ -81,6 +82,32 @@ def get_task_info(task_id: str) -> TaskInfo | None:
     return store.get_task(task_id)
 
 
+def check_list_filters(
+    status: TaskStatus | str | None, limit: int | None, older_than: timedelta | None
+) -> TaskStatus | None:
+    """Validate ``get_all_tasks`` filters, naming the bad one; return the status as an enum."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit must be a non-negative int or None, got {limit!r}.")
+    if older_than is not None and not isinstance(older_than, timedelta):
+        raise ValueError(f"older_than must be a timedelta or None, got {older_than!r}.")
+    if status is None:
+        return None
+    try:
+        return TaskStatus(status)
+    except ValueError:
+        choices = ", ".join(s.value for s in TaskStatus)
+        raise ValueError(f"status must be one of {choices}, got {status!r}.") from None
+
+
+def get_all_tasks(
+    status: TaskStatus | str | None = None,
+    limit: int | None = None,
+    older_than: timedelta | None = None,
+) -> list[TaskInfo]:
+    """Return the ``limit`` newest tasks, of ``status``, created before ``now - older_than``."""
+    return store.list_tasks(check_list_filters(status, limit, older_than), limit, older_than)
+
+
 def cancel_task(task_id: str) -> bool:
     """Cancel a pending task at once or ask a running task's worker to cancel it.
 
@@ -99,5 +126,7 @@ aenqueue_many = sync_to_async(enqueue_many)
 aenqueue_many.__doc__ = "Async version of ``enqueue_many``."
 aget_task_info = sync_to_async(get_task_info)
 aget_task_info.__doc__ = "Async version of ``get_task_info``."
+aget_all_tasks = sync_to_async(get_all_tasks)
+aget_all_tasks.__doc__ = "Async version of ``get_all_tasks``."
 acancel_task = sync_to_async(cancel_task)
 acancel_task.__doc__ = "Async version of ``cancel_task``."

@@ -21,6 +21,7 @@ from django.utils import timezone
 from .. import store, submit
 from ..conf import get_settings
 from ..exceptions import QueueFullError, TaskArgumentError
+from ..shortcuts import check_list_filters
 from ..status import TaskInfo, TaskStatus
 from ..store import Outcome
 from . import wakeup
@@ -346,17 +347,7 @@ class AsyncTaskWorker:
         older_than: timedelta | None = None,
     ) -> list[TaskInfo]:
         """Return the ``limit`` newest tasks, of ``status``, created before ``now - older_than``."""
-        if status is not None:
-            try:
-                status = TaskStatus(status)
-            except ValueError:
-                raise ValueError(
-                    f"status must be one of {', '.join(s.value for s in TaskStatus)}, got {status!r}."
-                ) from None
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-            raise ValueError(f"limit must be a non-negative int or None, got {limit!r}.")
-        if older_than is not None and not isinstance(older_than, timedelta):
-            raise ValueError(f"older_than must be a timedelta or None, got {older_than!r}.")
+        status = check_list_filters(status, limit, older_than)
         tasks = await self._read(store.list_tasks, status, limit, older_than)
         live = self._progress.values if self._progress is not None else {}
         return [_replace_progress(t, live[t.id]) if t.id in live else t for t in tasks]
