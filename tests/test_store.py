@@ -27,11 +27,12 @@ def statements(expected: int) -> Iterator[None]:
 
 
 def test_add_tasks_is_one_insert_for_many():
-    # 20 rows fit in one statement under SQLite's 999-parameter limit as Django applies it;
-    # larger batches are split into as few INSERTs as the limit allows, in one transaction.
     with statements(1):
-        ids = enqueue_many("noop", [() for _ in range(20)])
-    assert TaskRecord.objects.filter(id__in=ids).count() == 20
+        ids = enqueue_many("echo", [(i, {"ü": [True, None, 1.5]}) for i in range(2000)], priority=3)
+    assert TaskRecord.objects.filter(id__in=ids, priority=3, status="pending").count() == 2000
+    record = TaskRecord.objects.get(id=ids[7])
+    assert (record.args, record.kwargs, record.metadata) == ([7, {"ü": [True, None, 1.5]}], {}, {})
+    assert (record.attempts, record.progress, record.error, record.from_cache) == (0, 0.0, "", False)
 
 
 def test_enqueue_is_one_query():

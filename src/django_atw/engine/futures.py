@@ -73,17 +73,6 @@ class TaskFutureManager:
             future.cancel()
 
 
-def resolved_future(info: TaskInfo) -> asyncio.Future[Any]:
-    """Return an already resolved future for a finished task."""
-    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    future.add_done_callback(_consume)
-    if info.status is TaskStatus.COMPLETED:
-        future.set_result(info.result)
-    else:
-        _set_exception(future, error_for(info.id, info.status, info.error, info.error_type))
-    return future
-
-
 def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
     future.set_exception(exc)
 

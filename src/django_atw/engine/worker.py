@@ -27,7 +27,7 @@ from ..store import Outcome
 from . import wakeup
 from .db import DatabaseThread
 from .executor import ProgressTracker, TaskExecutor
-from .futures import TaskFutureManager, error_for, resolved_future
+from .futures import TaskFutureManager, error_for
 from .pool import WorkerPool
 from .writer import OutcomeWriter
 
@@ -390,24 +390,25 @@ class AsyncTaskWorker:
         Resolves at once for a finished task, wherever it ran. Raises ``KeyError`` for an
         unknown id.
         """
-        # Register before reading, so an outcome committed in between still resolves it.
-        known = self._futures.has(task_id)
-        future = self._futures.get(task_id)
-        if known:
-            return future
-        info = await self._read(store.get_task, task_id)
-        if info is None:
-            self._futures.set_exception(task_id, KeyError(task_id))
-            raise KeyError(f"Task {task_id} not found")
-        if info.status.is_terminal:
-            if not future.done():
-                self._futures.resolve_from_info(info)
-            return future if future.done() else resolved_future(info)
+        (future,) = await self.get_task_futures([task_id])
         return future
 
     async def get_task_futures(self, task_ids: Sequence[str]) -> list[asyncio.Future[Any]]:
-        """Return futures for several tasks, in order."""
-        return [await self.get_task_future(task_id) for task_id in task_ids]
+        """Return futures for several tasks, in order, reading the database once for all of them."""
+        fresh = [task_id for task_id in dict.fromkeys(task_ids) if not self._futures.has(task_id)]
+        # Register before reading, so an outcome committed in between still resolves them.
+        futures = [self._futures.get(task_id) for task_id in task_ids]
+        if fresh:
+            infos: dict[str, TaskInfo] = await self._read(store.get_tasks, fresh)
+            missing = [task_id for task_id in fresh if task_id not in infos]
+            for task_id in missing:
+                self._futures.set_exception(task_id, KeyError(task_id))
+            if missing:
+                raise KeyError(f"Task {missing[0]} not found")
+            for info in infos.values():
+                if info.status.is_terminal:
+                    self._futures.resolve_from_info(info)
+        return futures
 
     async def wait_for_tasks(self, task_ids: Sequence[str], timeout: float | None = None) -> list[Any]:
         """Wait for all tasks and return their results in order.
