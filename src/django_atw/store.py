@@ -80,20 +80,22 @@ _INSERT_COLUMNS = (
     "cache_ttl",
     "created_by_id",
     "created_at",
+    "status",
+    "worker_id",
+    "started_at",
+    "attempts",
 )
 _PG_ARRAY_TYPES = (
     "text", "text", "jsonb", "jsonb", "jsonb", "integer", "text", "double precision", "boolean",
-    "integer", "integer", "timestamptz",
+    "integer", "integer", "timestamptz", "text", "text", "timestamptz", "integer",
 )  # fmt: skip
 _INSERT_DEFAULTS = (
-    ("status", "'pending'"),
     ("progress", "0"),
     ("error", "''"),
     ("error_type", "''"),
     ("traceback", "''"),
     ("cache_key", "''"),
     ("from_cache", "FALSE"),
-    ("attempts", "0"),
     ("cancel_requested", "FALSE"),
 )
 
@@ -102,7 +104,8 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
     """Insert tasks with one INSERT statement, whatever their number, and return their ids in order.
 
     One statement, so one transaction: a taken custom id raises ``DuplicateTaskIdError`` and
-    stores none. The rows travel as one array per column (PostgreSQL ``unnest``) or as one JSON
+    stores none. A task with ``claimed_by`` set is stored running under that worker, its first
+    attempt begun: the worker that added it starts it without a claim round trip. The rows travel as one array per column (PostgreSQL ``unnest``) or as one JSON
     document (SQLite ``json_each``): the statement text never grows with the batch, and no model
     instance is built per task (the ORM's bulk_create spent most of the time of a bulk add there).
     """
@@ -128,6 +131,10 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
             new.cache_ttl,
             new.created_by_id,
             new.created_at or _creation_time(),
+            TaskStatus.RUNNING.value if new.claimed_by else TaskStatus.PENDING.value,
+            new.claimed_by,
+            now if new.claimed_by else None,
+            1 if new.claimed_by else 0,
         ]
         for task_id, new in zip(ids, new_tasks, strict=True)
     ]
@@ -147,7 +154,8 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
         # json_extract gives JSON text for the nested arguments and plain values for the rest.
         adapt = connection.ops.adapt_datetimefield_value
         for row in rows:
-            row[-1] = adapt(row[-1])
+            row[11] = adapt(row[11])  # created_at
+            row[14] = adapt(row[14])  # started_at
         picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(_INSERT_COLUMNS)))
         sql = f"INSERT INTO {TABLE} ({columns}) SELECT {picks}, {defaults}, %s FROM json_each(%s)"
         sql_params = [adapt(now), json.dumps(rows)]

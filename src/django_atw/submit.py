@@ -40,6 +40,9 @@ class NewTask:
     cache_ttl: int | None
     created_by_id: int | None = None
     created_at: datetime | None = None
+    # Set by a running worker that starts the task itself as soon as it is stored (see
+    # AsyncTaskWorker._insert): the row is inserted already claimed by that worker.
+    claimed_by: str | None = None
 
 
 def check_json(value: Any, where: str) -> None:

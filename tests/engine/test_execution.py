@@ -1,5 +1,7 @@
 """Running tasks: order, progress, timeouts, failures, results."""
 
+import asyncio
+
 import pytest
 
 from django_atw import TaskStatus, aenqueue, aget_task_info
@@ -168,3 +170,31 @@ async def test_concurrency_is_bounded_by_max_workers(make_worker):
     tasks.gate("g1").set()
     tasks.gate("g2").set()
     assert await worker.wait_for_tasks(ids, timeout=10) == ["g0", "g1", "g2"]
+
+
+async def test_a_task_added_to_an_idle_worker_starts_without_a_claim(make_worker, monkeypatch):
+    import threading
+
+    from django_atw import store
+
+    claims: list[int] = []
+    idle = threading.Event()
+    real_claim = store.claim_batch
+
+    def counting_claim(*args: object) -> list[store.ClaimedTask]:
+        claimed = real_claim(*args)  # type: ignore[arg-type]
+        claims.append(len(claimed))
+        if not claimed:
+            idle.set()
+        return claimed
+
+    monkeypatch.setattr(store, "claim_batch", counting_claim)
+    worker = await make_worker(worker_poll_interval=60)
+    await asyncio.to_thread(idle.wait, 10)  # the first claim found the queue empty
+    before = len(claims)
+    task_id = await worker.add_task(tasks.echo, (1, 2))
+    # A claim would have read the arguments back from JSON; the fast path does the same.
+    assert await (await worker.get_task_future(task_id)) == {"args": [[1, 2]], "kwargs": {}}
+    assert len(claims) == before
+    info = await worker.get_task_info(task_id)
+    assert (info.status, info.attempts, info.worker_id) == (TaskStatus.COMPLETED, 1, worker.worker_id)

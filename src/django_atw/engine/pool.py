@@ -56,6 +56,7 @@ class WorkerPool:
         self._batch_size = batch_size
         self._wake = asyncio.Event()
         self._maybe_more = True
+        self._reserved = 0
         self._stopping = False
         self._cancel_reasons: dict[str, str] = {}
         self._released: list[str] = []
@@ -69,11 +70,39 @@ class WorkerPool:
         self._maybe_more = True
         self._wake.set()
 
+    def reserve(self, count: int) -> int:
+        """Take up to ``count`` free slots for tasks added in this process; return how many.
+
+        Only while no backlog is known (the last claim emptied the queue): a task added here
+        must not overtake pending tasks that a claim would run first. The caller stores the
+        reserved tasks already claimed and hands them to ``start_reserved``, saving the claim's
+        round trip; it gives back what it did not use with ``unreserve``.
+        """
+        if self._stopping or self._maybe_more:
+            return 0
+        taken = max(0, min(count, self._free()))
+        self._reserved += taken
+        return taken
+
+    def unreserve(self, count: int) -> None:
+        self._reserved -= count
+        if count:
+            self._wake.set()
+
+    def start_reserved(self, claims: list[ClaimedTask]) -> None:
+        """Start tasks stored as claimed by this worker in reserved slots."""
+        self._reserved -= len(claims)
+        for claim in claims:
+            self._start(claim)
+
+    def _free(self) -> int:
+        return self.max_workers - len(self.running) - self._reserved
+
     async def _claim_loop(self) -> None:
         while not self._stopping:
             # Clear before claiming: a wake-up that arrives during the claim is kept.
             self._wake.clear()
-            free = self.max_workers - len(self.running)
+            free = self._free()
             if free > 0 and self._maybe_more:
                 want = min(free, self._batch_size)
                 try:
@@ -89,7 +118,7 @@ class WorkerPool:
                 for claim in claims:
                     self._start(claim)
                 self._maybe_more = len(claims) == want
-                if self._maybe_more and len(self.running) < self.max_workers:
+                if self._maybe_more and self._free() > 0:
                     continue
             try:
                 async with asyncio.timeout(self._poll_interval):
