@@ -1,0 +1,267 @@
+"""Turn the children's results into the Markdown report: medians, ratios to the original, targets."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .workloads import Sizes
+
+ORIGINAL = "original"
+LABELS = {ORIGINAL: "original (in memory)", "sqlite": "SQLite", "postgres": "PostgreSQL"}
+
+# One child's output: {"mode": ..., "metrics": {name: value}, "errors": {workload: message}}.
+ChildResult = Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Row:
+    """One line of the results table."""
+
+    key: str
+    workload: str
+    unit: str
+    higher_is_better: bool
+    # The original library's metric to compare with (usually the same key).
+    reference: str | None = None
+
+    @property
+    def reference_key(self) -> str:
+        return self.reference or self.key
+
+
+def rows(sizes: Sizes) -> list[Row]:
+    """The table's rows, labelled with the sizes actually used."""
+    return [
+        Row("enqueue_one", f"W1a enqueue one by one ({sizes.enqueue_one:,} tasks)¹", "tasks/s", True),
+        Row(
+            "enqueue_bulk",
+            f"W1a enqueue in bulk ({sizes.enqueue_bulk:,} tasks, one call)¹",
+            "tasks/s",
+            True,
+            reference="enqueue_one",
+        ),
+        Row("drain_100", f"W1b drain {sizes.drain:,}, max_workers=100²", "tasks/s", True),
+        Row("drain_10", f"W1b drain {sizes.drain:,}, max_workers=10²", "tasks/s", True),
+        Row("drain_100_wall", "W1b drain, max_workers=100, wall³", "tasks/s", True),
+        Row("drain_10_wall", "W1b drain, max_workers=10, wall³", "tasks/s", True),
+        Row("e2e", f"W1c add one by one + run ({sizes.end_to_end:,} tasks)⁴", "tasks/s", True),
+        Row("latency_p50_ms", f"W2 enqueue→start p50 ({sizes.latency} tasks)⁵", "ms", False),
+        Row("latency_p95_ms", "W2 enqueue→start p95⁵", "ms", False),
+        Row("latency_p99_ms", "W2 enqueue→start p99⁵", "ms", False),
+        Row(
+            "sleepers_s",
+            f"W3 {sizes.sleepers:,} x sleep({sizes.sleep_seconds:g} s), max_workers="
+            f"{sizes.sleepers_workers} (ideal {sizes.sleepers_ideal:g} s)⁶",
+            "s",
+            False,
+        ),
+    ]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Target:
+    """A goal from the issue, checked against one metric's median."""
+
+    text: str
+    key: str
+    check: Callable[[float], bool]
+
+
+def targets(sizes: Sizes) -> list[Target]:
+    w3_limit = sizes.sleepers_ideal * 1.15
+    return [
+        Target(
+            "one worker process drains ≥ 10,000 tasks/s (max_workers=100)", "drain_100", lambda v: v >= 10_000
+        ),
+        Target(
+            "one worker process drains ≥ 10,000 tasks/s (max_workers=10)", "drain_10", lambda v: v >= 10_000
+        ),
+        Target("W2 enqueue→start p50 ≤ 2 ms, in process", "latency_p50_ms", lambda v: v <= 2.0),
+        Target(f"W3 wall ≤ {w3_limit:.3g} s (1.15 x ideal)", "sleepers_s", lambda v: v <= w3_limit),
+    ]
+
+
+def values(results: Sequence[ChildResult], key: str) -> list[float]:
+    """The metric from every run that produced it."""
+    return [float(r["metrics"][key]) for r in results if key in r.get("metrics", {})]
+
+
+def median(results: Sequence[ChildResult], key: str) -> float | None:
+    found = values(results, key)
+    return statistics.median(found) if found else None
+
+
+def _number(value: float, unit: str) -> str:
+    if unit == "tasks/s":
+        return f"{value:,.0f}"
+    if unit == "ms":
+        return f"{value:.2f}"
+    return f"{value:.4f}"
+
+
+def _cell(results: Sequence[ChildResult], row: Row, key: str | None = None) -> str:
+    found = values(results, key or row.key)
+    if not found:
+        return "error" if any(r.get("errors") for r in results) else "—"
+    text = _number(statistics.median(found), row.unit)
+    if len(found) > 1:
+        text += f" <sub>{_number(min(found), row.unit)}-{_number(max(found), row.unit)}</sub>"
+    return text
+
+
+def _ratio(value: float | None, reference: float | None) -> str:
+    if value is None or reference is None or reference == 0:
+        return "—"
+    ratio = value / reference
+    return f"{ratio:.3g}x"
+
+
+def results_table(results: Mapping[str, Sequence[ChildResult]], sizes: Sizes) -> list[str]:
+    backends = [mode for mode in results if mode != ORIGINAL]
+    original = results.get(ORIGINAL, [])
+    header = ["Workload", "unit", LABELS[ORIGINAL]]
+    for mode in backends:
+        header += [LABELS.get(mode, mode), f"{LABELS.get(mode, mode)} ÷ original"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows(sizes):
+        reference = median(original, row.reference_key)
+        cells = [row.workload, f"{row.unit} ({'higher' if row.higher_is_better else 'lower'} is better)"]
+        cells.append(_cell(original, row, row.reference_key))
+        for mode in backends:
+            cells += [_cell(results[mode], row), _ratio(median(results[mode], row.key), reference)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def targets_table(results: Mapping[str, Sequence[ChildResult]], sizes: Sizes) -> list[str]:
+    modes = [mode for mode in results if mode != ORIGINAL] + [ORIGINAL]
+    header = ["Target (from the issue)", *(LABELS.get(mode, mode) for mode in modes)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    unit = {row.key: row.unit for row in rows(sizes)}
+    for target in targets(sizes):
+        cells = [target.text]
+        for mode in modes:
+            value = median(results[mode], target.key)
+            if value is None:
+                cells.append("—")
+            else:
+                verdict = "**pass**" if target.check(value) else "**FAIL**"
+                cells.append(f"{_number(value, unit[target.key])} {verdict}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+NOTES = """\
+How each figure is measured (each configuration runs in its own process, on a fresh database):
+
+1. **W1a enqueue.** django-atw: the sync `enqueue(noop)` in a plain loop (no event loop and no
+   worker running; one INSERT and one commit per task), and one `enqueue_many(noop, calls)` call
+   (one multi-row INSERT). The original library cannot add a task without a running worker and
+   has no bulk add: its figure is `await worker.add_task(noop)` in a loop on a started worker
+   (`max_workers=10`); `add_task` never suspends, so no task runs during the loop (checked).
+   Both django-atw rows are compared with that loop.
+2. **W1b drain.** django-atw: the tasks are stored with `enqueue_many` before `worker.start()`;
+   the rate is tasks ÷ (last `completed_at` - first `started_at`) read from the rows after the
+   run (`started_at` is the claim time, `completed_at` the moment the task returned). The
+   original library: `add_task` in a loop on a started worker (no task runs before the loop
+   ends, see 1), and the rate uses the first task's start and the last task's end noted by the
+   task function itself.
+3. **Drain, wall.** django-atw: from `worker.start()` until no row is pending or running (every
+   outcome committed). The original library: from the first `add_task` to the last task's end.
+4. **W1c.** A running worker (`max_workers=10`); `await worker.add_task(noop)` one by one, then
+   `wait_for_tasks(ids)`, timed from the first add until all are done.
+5. **W2.** An idle worker in the same process (`max_workers=10`); for each task,
+   `time.perf_counter()` just before `add_task` and again on the task's first line. The next
+   task is added only after the previous one is done; the start is awaited in memory before
+   `wait_for_tasks`, so that call's database read is not part of the figure. A few warm-up
+   tasks run first and are not counted.
+6. **W3.** `max_workers=100`; django-atw adds all tasks with one `add_tasks` call, the original
+   library with an `add_task` loop; timed from the add until `wait_for_tasks` returns.
+
+Every workload on django-atw starts from an empty task table, with
+`AsyncTaskWorker(max_workers=...)` and otherwise default options (poll interval 1 s, claim
+batch 100). Figures are medians over the runs, with the lowest and highest run in small type;
+"÷ original" divides the django-atw median by the original library's median, so below 1x is
+slower for rates and above 1x is slower for times.
+
+The machine's cores are shared by the benchmark, the PostgreSQL server and whatever else runs
+(see the load average above): figures from another machine, or a busier moment, differ.
+"""
+
+
+def raw_table(results: Mapping[str, Sequence[ChildResult]], sizes: Sizes) -> list[str]:
+    """Every metric of every run, including those the main table leaves out."""
+    columns = [(mode, i) for mode, runs in results.items() for i in range(len(runs))]
+    keys = [row.key for row in rows(sizes)]
+    for mode, i in columns:
+        keys += [key for key in results[mode][i].get("metrics", {}) if key not in keys]
+    header = ["metric", *(f"{LABELS.get(mode, mode)} #{i + 1}" for mode, i in columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key in keys:
+        if all(key not in results[mode][i].get("metrics", {}) for mode, i in columns):
+            continue
+        cells = [f"`{key}`"]
+        for mode, i in columns:
+            value = results[mode][i].get("metrics", {}).get(key)
+            cells.append("—" if value is None else f"{value:,.3f}" if value < 100 else f"{value:,.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def render(
+    machine: Mapping[str, str],
+    command: str,
+    results: Mapping[str, Sequence[ChildResult]],
+    sizes: Sizes,
+    runs: int,
+) -> str:
+    """The whole Markdown document."""
+    lines = [
+        "# Benchmarks",
+        "",
+        "Produced by `benchmarks/bench.py`; do not edit by hand. django-atw (tasks stored in the",
+        "database) against the library it re-implements, async-task-worker (tasks in memory).",
+        "",
+        "## Machine",
+        "",
+        *(f"- {name}: {value}" for name, value in machine.items()),
+        "",
+        "## Command",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"## Results (median of {runs} run{'s' if runs != 1 else ''})",
+        "",
+        *results_table(results, sizes),
+        "",
+        "## Targets",
+        "",
+        *targets_table(results, sizes),
+        "",
+        "## Method",
+        "",
+        NOTES,
+        "<details><summary>Every run</summary>",
+        "",
+        "`drain_*_in_task`: django-atw's drain rate from the first task's first line to the last",
+        "task's last line, noted in memory (the original library's `drain_*` is measured this way).",
+        "",
+        *raw_table(results, sizes),
+        "",
+        "</details>",
+        "",
+    ]
+    errors = [
+        f"- {LABELS.get(mode, mode)}, run {i + 1}, {workload}: `{message}`"
+        for mode, runs_of_mode in results.items()
+        for i, result in enumerate(runs_of_mode)
+        for workload, message in result.get("errors", {}).items()
+    ]
+    if errors:
+        lines += ["## Errors", "", *errors, ""]
+    return "\n".join(lines)
