@@ -104,15 +104,15 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
     """Insert tasks with one INSERT statement, whatever their number, and return their ids in order.
 
     One statement, so one transaction: a taken custom id raises ``DuplicateTaskIdError`` and
-    stores none. A task with ``claimed_by`` set is stored running under that worker, its first
-    attempt begun: the worker that added it starts it without a claim round trip. The rows travel as one array per column (PostgreSQL ``unnest``) or as one JSON
+    stores none. The rows travel as one array per column (PostgreSQL ``unnest``) or as one JSON
     document (SQLite ``json_each``): the statement text never grows with the batch, and no model
     instance is built per task (the ORM's bulk_create spent most of the time of a bulk add there).
+    A task with ``claimed_by`` set is stored running under that worker, its first attempt
+    begun: the worker that added it starts it without a claim round trip.
     """
     ids = [new.id or new_task_id() for new in new_tasks]
     if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+        dup = next(task_id for index, task_id in enumerate(ids) if task_id in ids[:index])
         raise DuplicateTaskIdError(f"task_id {dup!r} appears twice in one add_tasks call.", task_id=dup)
     if not ids:
         return ids

@@ -15,6 +15,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
 
+from asgiref.sync import sync_to_async
 from django.db import connection
 from django.utils import timezone
 
@@ -28,13 +29,11 @@ from . import wakeup
 from .db import DatabaseThread
 from .executor import ProgressTracker, TaskExecutor
 from .futures import TaskFutureManager, error_for
+from .housekeeping import Housekeeper
 from .pool import WorkerPool
 from .writer import OutcomeWriter
 
 logger = logging.getLogger(__name__)
-
-# Seconds between heartbeats of the worker's row (its liveness for the admin and for leases).
-HEARTBEAT_INTERVAL = 5.0
 
 
 def _positive(name: str, value: Any, *, allow_none: bool = False, allow_zero: bool = False) -> None:
@@ -123,7 +122,7 @@ class AsyncTaskWorker:
         self._writer: OutcomeWriter | None = None
         self._progress: ProgressTracker | None = None
         self._futures = TaskFutureManager()
-        self._background: list[asyncio.Task[None]] = []
+        self._housekeeper: Housekeeper | None = None
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> AsyncTaskWorker:
@@ -202,13 +201,17 @@ class AsyncTaskWorker:
             )
             self._writer.start()
             self._pool.start()
-            self._background = [
-                asyncio.create_task(self._housekeeping(), name=f"atw-housekeeping-{self.worker_id}")
-            ]
-            if self.cleanup_interval > 0 and self.task_retention_days is not None:
-                self._background.append(
-                    asyncio.create_task(self._cleanup_loop(), name=f"atw-cleanup-{self.worker_id}")
-                )
+            retention = self.cleanup_interval > 0 and self.task_retention_days is not None
+            self._housekeeper = Housekeeper(
+                worker_id=self.worker_id,
+                db=self._db,
+                pool=self._pool,
+                futures=self._futures,
+                poll_interval=self.worker_poll_interval,
+                cleanup=self.cleanup_old_tasks if retention else None,
+                cleanup_interval=self.cleanup_interval,
+            )
+            self._housekeeper.start()
             wakeup.listen(self, self.queues, self._pool.wake, self._pool.cancel)
             self.running = True
             logger.info(
@@ -229,10 +232,8 @@ class AsyncTaskWorker:
         await self._pool.stop_claiming()
         unfinished = await self._pool.drain(timeout)
         await self._writer.stop()
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
-        self._background = []
+        if self._housekeeper is not None:
+            await self._housekeeper.stop()
         if unfinished:
             released = await self._db.run(store.release, self.worker_id, unfinished)
             logger.info("returned %d unfinished tasks to pending", released)
@@ -369,8 +370,6 @@ class AsyncTaskWorker:
     async def _read(self, func: Callable[..., Any], *args: Any) -> Any:
         if self._db is not None and self.running:
             return await self._db.run(func, *args)
-        from asgiref.sync import sync_to_async
-
         return await sync_to_async(func)(*args)
 
     # --- cancelling -----------------------------------------------------------------------
@@ -472,38 +471,7 @@ class AsyncTaskWorker:
                 exc.__cause__ = outcome.exception
                 futures.set_exception(outcome.task_id, exc)
 
-    # --- background loops -----------------------------------------------------------------
-
-    async def _housekeeping(self) -> None:
-        """Heartbeat, and notice what other processes did: finished awaited tasks, cancel requests."""
-        assert self._db is not None and self._pool is not None
-        loop = asyncio.get_running_loop()
-        next_heartbeat = loop.time() + HEARTBEAT_INTERVAL
-        while True:
-            await asyncio.sleep(self.worker_poll_interval)
-            try:
-                remote = [t for t in self._futures.watched() if t not in self._pool.running]
-                if remote:
-                    for info in (await self._db.run(store.finished_among, remote)).values():
-                        self._futures.resolve_from_info(info)
-                if self._pool.running:
-                    for task_id in await self._db.run(
-                        store.cancel_requested_among, self.worker_id, list(self._pool.running)
-                    ):
-                        self._pool.cancel(task_id)
-                if loop.time() >= next_heartbeat:
-                    await self._db.run(store.heartbeat, self.worker_id, len(self._pool.running))
-                    next_heartbeat = loop.time() + HEARTBEAT_INTERVAL
-            except Exception:
-                logger.exception("worker housekeeping failed; retrying")
-
-    async def _cleanup_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.cleanup_interval)
-            try:
-                await self.cleanup_old_tasks()
-            except Exception:
-                logger.exception("retention cleanup failed")
+    # --- retention ----------------------------------------------------------------------
 
     async def cleanup_old_tasks(self) -> int:
         """Delete finished tasks completed more than ``task_retention_days`` ago; return how many."""
