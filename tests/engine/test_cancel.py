@@ -82,3 +82,16 @@ async def test_a_task_that_swallows_cancellation_is_stored_as_it_ended(worker):
     assert await worker.cancel_task(task_id) is True
     info = await worker.get_task_info(task_id)
     assert (info.status, info.result) == (TaskStatus.COMPLETED, "swallowed")
+
+
+async def test_a_cancel_through_one_worker_reaches_another_worker_of_the_process_at_once(make_worker):
+    # Polls are an hour apart: only the in-process message can deliver this cancel.
+    observer = await make_worker(queues=["elsewhere"], worker_poll_interval=3600)
+    runner = await make_worker(worker_poll_interval=3600)
+    task_id = await aenqueue(tasks.wait_for_gate, "sibling")
+    await tasks.started_event("sibling").wait()
+    future = await runner.get_task_future(task_id)
+    assert await observer.cancel_task(task_id) is True
+    with pytest.raises(TaskCancellationError):
+        async with asyncio.timeout(10):
+            await future

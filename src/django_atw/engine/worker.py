@@ -30,7 +30,7 @@ from .db import DatabaseThread
 from .executor import ProgressTracker, TaskExecutor
 from .futures import TaskFutureManager, error_for
 from .housekeeping import Housekeeper
-from .pool import WorkerPool
+from .pool import UNWIND_TIMEOUT, WorkerPool
 from .writer import OutcomeWriter
 
 logger = logging.getLogger(__name__)
@@ -384,8 +384,8 @@ class AsyncTaskWorker:
         if self._pool is not None and task_id in self._pool.running:
             future = self._futures.get(task_id)
             self._pool.cancel(task_id)
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(future)
+            # Bounded: a task that swallows the cancellation and goes on must not hang the caller.
+            await asyncio.wait([future], timeout=UNWIND_TIMEOUT)
             return True
         outcome, _owner = await self._read(store.cancel, task_id)
         if outcome == store.CANCELLED_PENDING:
@@ -393,7 +393,10 @@ class AsyncTaskWorker:
                 task_id, error_for(task_id, TaskStatus.CANCELLED, "Task cancelled before execution", "")
             )
             return True
-        return bool(outcome == store.CANCEL_REQUESTED)
+        if outcome == store.CANCEL_REQUESTED:
+            wakeup.notify_cancel(task_id)  # at once if another worker of this process runs it
+            return True
+        return False
 
     # --- futures --------------------------------------------------------------------------
 
