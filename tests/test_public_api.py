@@ -26,3 +26,12 @@ def test_the_original_exception_classes_keep_their_meaning():
     assert issubclass(django_atw.TaskExecutionError, django_atw.TaskError)
     assert issubclass(django_atw.TaskCancellationError, asyncio.CancelledError)
     assert issubclass(django_atw.TaskDefinitionError, ValueError)
+
+
+def test_a_status_and_its_string_are_interchangeable_in_sets_and_dicts():
+    from django_atw import TaskStatus
+
+    assert "pending" in {TaskStatus.PENDING, TaskStatus.RUNNING}
+    assert TaskStatus.FAILED in {"failed"}
+    assert {"completed": 1}[TaskStatus.COMPLETED] == 1
+    assert TaskStatus.COMPLETED.is_terminal and not TaskStatus.RUNNING.is_terminal

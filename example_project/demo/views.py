@@ -20,8 +20,7 @@ from .tasks import DEFAULT_KWARGS
 
 NEWEST = 20
 MAX_RESULT_CHARS = 300
-# Plain strings: the records hold strings, and a StrEnum member does not hash like its value.
-ACTIVE = frozenset({django_atw.TaskStatus.PENDING.value, django_atw.TaskStatus.RUNNING.value})
+ACTIVE = frozenset({django_atw.TaskStatus.PENDING, django_atw.TaskStatus.RUNNING})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,7 +58,7 @@ class TaskRow:
             created_at=record.created_at,
             duration=record.duration,
             outcome=outcome,
-            active=record.status.value in ACTIVE,
+            active=record.status in ACTIVE,
             cancel_requested=record.cancel_requested,
         )
 

@@ -17,6 +17,10 @@ class TaskStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
 
+    # Enum hashes members by name; hash like the string instead, so that a member and its
+    # value are interchangeable in sets and dict keys as they already are in comparisons.
+    __hash__ = str.__hash__
+
     @property
     def is_terminal(self) -> bool:
         return self in TERMINAL_STATUSES
