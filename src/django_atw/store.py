@@ -25,7 +25,6 @@ from .status import TaskInfo, TaskStatus
 from .submit import NewTask
 
 TABLE = TaskRecord._meta.db_table
-WORKER_TABLE = WorkerProcess._meta.db_table
 # Rows deleted per statement by retention cleanup: small enough that no statement holds
 # SQLite's write lock for long, large enough that cleanup of a busy day takes few round trips.
 DELETE_BATCH = 1000
