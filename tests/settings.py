@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -62,7 +63,8 @@ if DATABASE_KIND == "postgres":
     }
 else:
     # A file, not :memory:, so the worker's own thread and subprocesses see the same database.
-    test_db = os.environ.get("ATW_TEST_SQLITE", str(BASE_DIR.parent / f".test-db-{os.getpid()}.sqlite3"))
+    default_path = Path(tempfile.gettempdir()) / f"atw-test-{os.getpid()}.sqlite3"
+    test_db = os.environ.get("ATW_TEST_SQLITE", str(default_path))
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
