@@ -7,7 +7,7 @@ in the database until a worker (in this process or another) claims it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -28,6 +28,7 @@ def enqueue(
     use_cache: bool | None = None,
     cache_ttl: int | None = None,
     queue: str | None = None,
+    run_after: datetime | timedelta | None = None,
     created_by: Any = None,
     **kwargs: Any,
 ) -> str:
@@ -46,7 +47,9 @@ def enqueue(
         timeout=timeout,
         use_cache=use_cache,
         cache_ttl=cache_ttl,
-        queue=queue if queue is not None else get_settings().DEFAULT_QUEUE,
+        queue=queue,
+        default_queue=get_settings().DEFAULT_QUEUE,
+        run_after=run_after,
         created_by_id=getattr(created_by, "pk", created_by),
     )
     (added,) = store.add_tasks([new])
@@ -62,6 +65,7 @@ def enqueue_many(
     metadata: Mapping[str, Any] | None = None,
     timeout: float | None = None,
     queue: str | None = None,
+    run_after: datetime | timedelta | None = None,
 ) -> list[str]:
     """Store many calls of one task with a single INSERT (see ``AsyncTaskWorker.add_tasks``)."""
     new = submit.build_calls(
@@ -70,7 +74,9 @@ def enqueue_many(
         priority=priority,
         metadata=metadata,
         timeout=timeout,
-        queue=queue if queue is not None else get_settings().DEFAULT_QUEUE,
+        queue=queue,
+        default_queue=get_settings().DEFAULT_QUEUE,
+        run_after=run_after,
     )
     ids = store.add_tasks(new)
     wakeup.notify({n.queue for n in new})

@@ -56,6 +56,8 @@ class TaskInfo:
     timeout: float | None = None
     worker_id: str | None = None
     cancel_requested: bool = False
+    max_attempts: int = 3
+    run_after: datetime | None = None
 
     def is_terminal_state(self) -> bool:
         """Return True once the task is completed, failed or cancelled."""

@@ -1,16 +1,33 @@
-"""Wake the workers of this process when a task is added, from any thread.
+"""Wake workers when a task is added or a cancel is requested: in this process and across.
 
-Cross-process wake-ups (PostgreSQL NOTIFY, channel-layer messages) build on this later;
-until then other processes find new tasks at their poll interval.
+In-process: ``notify`` and ``notify_cancel`` call the listening workers' callbacks on their
+loops, from any thread. Across processes on PostgreSQL, ``store`` NOTIFYs in the statement
+that adds or releases tasks (and on a cancel request), and each worker's ``PostgresListener``
+LISTENs on its own connection. Polling at the worker's poll interval stays the fallback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.db import connections
+
+from ..store import CANCEL_CHANNEL, TASK_ADDED_CHANNEL
+
+logger = logging.getLogger(__name__)
+
+# Reconnect delays of a listener whose connection dropped: start small (a restart is quick),
+# double up to the cap so a long outage does not flood the logs or the server.
+RECONNECT_DELAY = 0.5
+MAX_RECONNECT_DELAY = 10.0
+# Connection parameters Django passes to psycopg that only make sense for its own cursors.
+_DJANGO_ONLY_PARAMS = ("context", "cursor_factory", "prepare_threshold", "server_side_binding", "pool")
 
 
 class _Listener:
@@ -74,3 +91,91 @@ def _call(loop: asyncio.AbstractEventLoop, func: Callable[..., object], *args: o
     elif not loop.is_closed():
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(func, *args)
+
+
+class PostgresListener:
+    """LISTEN for added tasks and cancel requests on a dedicated psycopg async connection.
+
+    Runs as one task on the worker's loop. ``wake`` is called when tasks were added to one of
+    ``queues`` (by any process, on commit), ``cancel(task_id)`` when a cancel was requested.
+    A dropped connection is logged and reopened with backoff; after a reconnect the worker is
+    woken once, since notifications sent meanwhile are lost.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        queues: Iterable[str],
+        wake: Callable[[], None],
+        cancel: Callable[[str], object],
+        alias: str = "default",
+    ) -> None:
+        self._name = name
+        self._queues = frozenset(queues)
+        self._wake = wake
+        self._cancel = cancel
+        self._alias = alias
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    @staticmethod
+    def available(alias: str = "default") -> bool:
+        """True when the database is PostgreSQL (and psycopg 3 is importable)."""
+        if connections[alias].vendor != "postgresql":
+            return False
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"atw-listen-{self._name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def _params(self) -> dict[str, Any]:
+        params = dict(connections[self._alias].get_connection_params())
+        for name in _DJANGO_ONLY_PARAMS:
+            params.pop(name, None)
+        return params
+
+    async def _run(self) -> None:
+        import psycopg
+
+        delay = RECONNECT_DELAY
+        lost = False
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(**self._params(), autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {TASK_ADDED_CHANNEL}")
+                    await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
+                    if lost:
+                        logger.info("wake-up listener reconnected worker=%s", self._name)
+                        self._wake()  # notifications sent while disconnected are lost
+                    delay = RECONNECT_DELAY
+                    self.connected.set()
+                    async for note in conn.notifies():
+                        if note.channel == TASK_ADDED_CHANNEL:
+                            if note.payload in self._queues:
+                                self._wake()
+                        elif note.channel == CANCEL_CHANNEL:
+                            self._cancel(note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                lost = True
+                self.connected.clear()
+                logger.warning(
+                    "wake-up listener lost its connection (%s: %s); polling meanwhile, retrying in %.1fs",
+                    type(exc).__name__,
+                    str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "",
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RECONNECT_DELAY)
