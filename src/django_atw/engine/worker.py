@@ -35,6 +35,9 @@ from .writer import OutcomeWriter
 
 logger = logging.getLogger(__name__)
 
+# Seconds start() waits for the wake-up listener's connection before going on without it.
+LISTEN_TIMEOUT = 5.0
+
 
 def _positive(name: str, value: Any, *, allow_none: bool = False, allow_zero: bool = False) -> None:
     if value is None and allow_none:
@@ -220,6 +223,11 @@ class AsyncTaskWorker:
                     self.worker_id, self.queues, self._pool.wake, self._pool.cancel
                 )
                 self._listener.start()
+                # Listening before start() returns: a task added right after is never missed.
+                # Bounded: with LISTEN unavailable the worker still polls.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(LISTEN_TIMEOUT):
+                        await self._listener.connected.wait()
             self.running = True
             logger.info(
                 "worker started id=%s max_workers=%d queues=%s", self.worker_id, self.max_workers, self.queues
