@@ -114,6 +114,7 @@ class Housekeeper:
         )
         if self._register is not None:
             await self._register()
+            self._pool.wake()
 
     async def recover(self) -> store.Reaped:
         """Recover the running tasks of workers whose lease expired (see ``store.reap_stale_workers``)."""
