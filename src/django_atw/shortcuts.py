@@ -54,6 +54,7 @@ def enqueue(
     )
     (added,) = store.add_tasks([new])
     wakeup.notify([new.queue])
+    wakeup.broadcast(queues=[new.queue])
     return added
 
 
@@ -80,6 +81,7 @@ def enqueue_many(
     )
     ids = store.add_tasks(new)
     wakeup.notify({n.queue for n in new})
+    wakeup.broadcast(queues={n.queue for n in new})
     return ids
 
 
@@ -117,12 +119,13 @@ def get_all_tasks(
 def cancel_task(task_id: str) -> bool:
     """Cancel a pending task at once or ask a running task's worker to cancel it.
 
-    Returns False for an unknown or finished task. A worker in this process is told at once;
-    a worker in another process notices the request at its next poll.
+    Returns False for an unknown or finished task. A worker in this process is told at once,
+    one in another process by NOTIFY (PostgreSQL) or the channel layer, else at its next poll.
     """
     outcome, _owner = store.cancel(task_id)
     if outcome == store.CANCEL_REQUESTED:
         wakeup.notify_cancel(task_id)
+        wakeup.broadcast(cancel=task_id)
     return outcome != store.NOT_CANCELLABLE
 
 

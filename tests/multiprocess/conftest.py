@@ -75,8 +75,10 @@ async def start_worker() -> AsyncIterator[Callable[..., Any]]:
     """Start ``atw_worker`` processes; yields once each printed its ready line; kills leftovers."""
     started: list[WorkerProcess] = []
 
-    async def factory(*args: str, lease: float | None = None, ready: bool = True) -> WorkerProcess:
-        env = subprocess_env()
+    async def factory(
+        *args: str, lease: float | None = None, ready: bool = True, env: dict[str, str] | None = None
+    ) -> WorkerProcess:
+        env = {**subprocess_env(), **(env or {})}
         if lease is not None:
             env["ATW_TEST_WORKER_LEASE"] = str(lease)
         proc = await asyncio.create_subprocess_exec(

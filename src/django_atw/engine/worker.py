@@ -131,7 +131,7 @@ class AsyncTaskWorker:
         self._progress: ProgressTracker | None = None
         self._futures = TaskFutureManager()
         self._housekeeper: Housekeeper | None = None
-        self._listener: wakeup.PostgresListener | None = None
+        self._listener: wakeup.PostgresListener | wakeup.ChannelLayerListener | None = None
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> AsyncTaskWorker:
@@ -222,6 +222,11 @@ class AsyncTaskWorker:
                 self._listener = wakeup.PostgresListener(
                     self.worker_id, self.queues, self._pool.wake, self._pool.cancel
                 )
+            elif wakeup.remote_layer() is not None:
+                self._listener = wakeup.ChannelLayerListener(
+                    self.worker_id, self.queues, self._pool.wake, self._pool.cancel
+                )
+            if self._listener is not None:
                 self._listener.start()
                 # Listening before start() returns: a task added right after is never missed.
                 # Bounded: with LISTEN unavailable the worker still polls.
@@ -385,6 +390,7 @@ class AsyncTaskWorker:
         if len(mine) > reserved:
             self._pool.wake()
         wakeup.notify({n.queue for n in new} - set(self.queues))
+        await wakeup.abroadcast(queues={n.queue for n in new if n.claimed_by is None})
         return ids
 
     # --- reading --------------------------------------------------------------------------
@@ -442,6 +448,7 @@ class AsyncTaskWorker:
             return True
         if outcome == store.CANCEL_REQUESTED:
             wakeup.notify_cancel(task_id)  # at once if another worker of this process runs it
+            await wakeup.abroadcast(cancel=task_id)  # and in other processes (PostgreSQL: NOTIFY)
             return True
         return False
 
