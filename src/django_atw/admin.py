@@ -48,9 +48,15 @@ DETAIL_FIELDS: dict[str | None, tuple[str, ...]] = {
     "Call": ("args_json", "kwargs_json", "metadata_json"),
     "Outcome": ("result_json", "from_cache", "error_type", "error_text", "traceback_text"),
     "Life": (
-        "created_at", "started_at", "completed_at", "duration", "updated_at", "attempts", "max_attempts",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "duration",
+        "updated_at",
+        "attempts",
+        "max_attempts",
         "run_after",
-    ),  # fmt: skip
+    ),
     "Execution": ("worker_link", "created_by", "timeout", "cancel_requested"),
     "Cache": ("use_cache", "cache_ttl", "cache_key"),
 }
