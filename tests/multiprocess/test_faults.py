@@ -113,3 +113,42 @@ async def test_a_redis_restart_loses_no_wake_up_for_good_and_the_worker_rejoins(
         await wait_until(lambda: aget_task_info(after), lambda i: i.status.is_terminal, timeout=20)
     for task_id in (first, during, after):
         assert (await aget_task_info(task_id)).status == TaskStatus.COMPLETED
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="runs once, in the PostgreSQL run (it brings its own server)"
+)
+async def test_a_worker_stopped_while_postgresql_is_down_exits_and_its_tasks_run_later(
+    own_postgres, start_worker
+):
+    env = {
+        "ATW_TEST_DATABASE": "postgres",
+        "ATW_TEST_POSTGRES": own_postgres.url,
+        "ATW_TEST_DB_NAME": "postgres",
+    }
+    setup = await asyncio.create_subprocess_exec(
+        *django_command("shell", "-c", ENQUEUE_100),
+        cwd=ROOT,
+        env={**subprocess_env(), **env},
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, errors = await asyncio.wait_for(setup.communicate(), timeout=120)
+    assert setup.returncode == 0, errors.decode()
+    url = own_postgres.url
+    first = await start_worker("--concurrency", "5", "--grace", "0.5", env=env, lease=2.0)
+    await wait_until(lambda: asyncio.to_thread(count_by_status, url), lambda c: c.get("completed", 0) >= 10)
+
+    await asyncio.to_thread(own_postgres.stop)
+    await first.wait_for("failed", timeout=60)
+    first.proc.send_signal(signal.SIGTERM)
+    # Its outcomes cannot be stored: it gives up after the grace period instead of hanging.
+    assert await first.wait(timeout=60) == 0, first.output
+    await asyncio.to_thread(own_postgres.start)
+
+    second = await start_worker("--concurrency", "5", env=env, lease=2.0)
+    counts = await wait_until(
+        lambda: asyncio.to_thread(count_by_status, url), lambda c: c.get("completed") == 100, timeout=120
+    )
+    assert counts == {"completed": 100}
+    assert "lease recovery" in first.output
+    assert second.proc.returncode is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Sequence
@@ -90,6 +91,7 @@ class WorkerPool:
         self._maybe_more = True
         self._reserved = 0
         self._stopping = False
+        self._stop_requested = asyncio.Event()
         self._cancel_reasons: dict[asyncio.Task[None], str] = {}
         self._released: list[str] = []
         self._loop_task: asyncio.Task[None] | None = None
@@ -148,7 +150,9 @@ class WorkerPool:
                         str(exc).strip()[:200],
                         failures_delay,
                     )
-                    await asyncio.sleep(failures_delay)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(failures_delay):
+                            await self._stop_requested.wait()  # stop() need not wait out the backoff
                     failures_delay = min(failures_delay * 2, self._poll_interval * 8)
                     continue
                 if failures_delay > self._poll_interval:
@@ -272,6 +276,7 @@ class WorkerPool:
     async def stop_claiming(self) -> None:
         """Stop taking new tasks; running ones go on."""
         self._stopping = True
+        self._stop_requested.set()
         self._wake.set()
         if self._loop_task is not None:
             await self._loop_task
