@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -128,3 +129,18 @@ async def test_a_worker_that_finds_its_lease_lost_drops_its_run_and_runs_the_tas
     assert await (await worker.get_task_future(task_id)) == "lost"
     info = await wait_until(lambda: sync_to_async(get_task_info)(task_id), lambda i: i.status.is_terminal)
     assert (info.status, info.attempts) == (TaskStatus.COMPLETED, 2)
+
+
+async def test_a_worker_registers_its_row_and_marks_it_stopped_on_a_clean_exit(make_worker):
+    worker = await make_worker(max_workers=3, queues=["default", "reports"])
+    row = await WorkerProcess.objects.aget(id=worker.worker_id)
+    assert (row.pid, row.concurrency, row.queues, row.stopped_at) == (
+        os.getpid(),
+        3,
+        ["default", "reports"],
+        None,
+    )
+    assert row.hostname and row.last_heartbeat >= row.started_at
+    await worker.stop()
+    row = await WorkerProcess.objects.aget(id=worker.worker_id)
+    assert row.stopped_at is not None and row.tasks_running == 0

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 
-from django_atw import TaskStatus, aenqueue, aget_task_info
+from django_atw import TaskStatus, acancel_task, aenqueue, aget_task_info
 from tests.conftest import wait_until
 from tests.helpers.processes import ROOT, django_command, subprocess_env
 from tests.multiprocess.servers import ThrowawayPostgres, ThrowawayRedis, postgres_bin
@@ -111,8 +111,15 @@ async def test_a_redis_restart_loses_no_wake_up_for_good_and_the_worker_rejoins(
 
         after = await aenqueue("record", "after")
         await wait_until(lambda: aget_task_info(after), lambda i: i.status.is_terminal, timeout=20)
+
+        # A cancel reaches the running task the same way.
+        long = await aenqueue("sleep", 600)
+        await wait_until(lambda: aget_task_info(long), lambda i: i.status == TaskStatus.RUNNING, timeout=20)
+        assert await acancel_task(long)
+        await wait_until(lambda: aget_task_info(long), lambda i: i.status.is_terminal, timeout=20)
     for task_id in (first, during, after):
         assert (await aget_task_info(task_id)).status == TaskStatus.COMPLETED
+    assert (await aget_task_info(long)).status == TaskStatus.CANCELLED
 
 
 @pytest.mark.skipif(

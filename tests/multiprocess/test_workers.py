@@ -119,3 +119,16 @@ async def test_two_workers_on_sqlite_never_run_a_task_twice(start_worker):
         assert await worker.wait(timeout=120) == 0, worker.output
     runs = await read_runs()
     assert Counter(label for label, *_ in runs) == Counter(f"q{i}" for i in range(300))
+
+
+async def test_a_second_signal_exits_at_once_leaving_the_task_to_lease_recovery(start_worker):
+    worker = await start_worker("--grace", "600")
+    task_id = await aenqueue(LOGGED, "hard-stop", 600.0)
+    await wait_until(read_runs, lambda runs: len(runs) == 1, timeout=30)
+    worker.proc.send_signal(signal.SIGTERM)
+    await worker.wait_for("stopping (grace 600 s)")
+    worker.proc.send_signal(signal.SIGTERM)
+    assert await worker.wait(timeout=30) == 1
+    assert "second signal: exiting now" in worker.output
+    info = await aget_task_info(task_id)
+    assert (info.status, info.worker_id) == (TaskStatus.RUNNING, worker.output.split("id=")[1].split()[0])
