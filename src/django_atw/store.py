@@ -189,12 +189,16 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
 
 
 def count_pending(queues: Sequence[str] | None = None, *, ready_only: bool = False) -> int:
-    """Count pending tasks (all queues, or the named ones); ``ready_only``: none deferred to later."""
+    """Count pending tasks (all queues, or the named ones).
+
+    ``ready_only`` leaves out tasks deferred to later by ``run_after``, but not retries waiting
+    out their backoff: a worker draining a queue finishes what was started.
+    """
     qs = TaskRecord.objects.filter(status=TaskStatus.PENDING.value)
     if queues is not None:
         qs = qs.filter(queue__in=list(queues))
     if ready_only:
-        qs = qs.filter(Q(run_after__isnull=True) | Q(run_after__lte=timezone.now()))
+        qs = qs.filter(Q(run_after__isnull=True) | Q(run_after__lte=timezone.now()) | Q(attempts__gt=0))
     return qs.count()
 
 

@@ -91,6 +91,9 @@ class WorkerPool:
         self._maybe_more = True
         self._reserved = 0
         self._stopping = False
+        # True from a claim's start until its tasks are started: they are neither pending in the
+        # database nor running here yet (``--burst`` must not take that moment for "drained").
+        self.claiming = False
         self._stop_requested = asyncio.Event()
         self._cancel_reasons: dict[asyncio.Task[None], str] = {}
         self._released: list[str] = []
@@ -140,9 +143,11 @@ class WorkerPool:
             free = self._free()
             if free > 0 and self._maybe_more:
                 want = min(free, self._batch_size)
+                self.claiming = True
                 try:
                     claims = await self._db.run(store.claim_batch, self.worker_id, self.queues, want)
                 except Exception as exc:
+                    self.claiming = False
                     # Back off while the database is away (a restart, a failover), up to 8 polls.
                     logger.warning(
                         "claiming tasks failed (%s: %s); retrying in %.1fs",
@@ -161,9 +166,11 @@ class WorkerPool:
                 if self._stopping:
                     # stop() began during the claim: these never started, so hand them back.
                     await self._db.run(store.release, self.worker_id, [c.id for c in claims])
+                    self.claiming = False
                     break
                 for claim in claims:
                     self._start(claim)
+                self.claiming = False
                 self._maybe_more = len(claims) == want
                 if self._maybe_more and self._free() > 0:
                     continue

@@ -395,6 +395,10 @@ class AsyncTaskWorker:
 
     # --- reading --------------------------------------------------------------------------
 
+    def is_idle(self) -> bool:
+        """True when no task runs here and no claim is in flight (for draining, ``--burst``)."""
+        return self._pool is None or (not self._pool.running and not self._pool.claiming)
+
     def running_task_ids(self) -> list[str]:
         """Return the ids of the tasks running in this worker now."""
         return list(self._pool.running) if self._pool is not None else []

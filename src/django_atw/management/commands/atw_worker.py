@@ -118,7 +118,9 @@ class Command(BaseCommand):
 
         while not stop.is_set():
             pending = await sync_to_async(count_pending)(worker.queues, ready_only=True)
-            if pending == 0 and not worker.running_task_ids():
+            # Checked after the count: a claim that emptied the queue is still in flight or
+            # its tasks are running by now.
+            if pending == 0 and worker.is_idle():
                 return
             try:
                 async with asyncio.timeout(worker.worker_poll_interval):
