@@ -74,7 +74,7 @@ class TaskInfo:
         """Return the fields as JSON-ready values (datetimes as ISO 8601 strings)."""
         out = dataclasses.asdict(self)
         out["status"] = self.status.value
-        for name in ("created_at", "started_at", "completed_at"):
+        for name in ("created_at", "started_at", "completed_at", "run_after"):
             value = out[name]
             out[name] = value.isoformat() if value is not None else None
         return out

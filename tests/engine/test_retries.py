@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -118,3 +119,12 @@ async def test_a_bad_run_after_is_refused_and_nothing_is_stored(run_after, messa
     with pytest.raises(TaskArgumentError, match=message):
         await aenqueue(tasks.record, "never", run_after=run_after)
     assert await aget_all_tasks() == []
+
+
+async def test_a_deferred_tasks_info_serialises_its_next_run_as_iso_8601():
+    due = timezone.now() + timedelta(hours=2)
+    info = await aget_task_info(await aenqueue(tasks.record, "json", run_after=due))
+    data = info.to_dict()
+    assert data["run_after"] == due.isoformat()
+    assert (data["attempts"], data["max_attempts"]) == (0, 3)
+    json.dumps(data)
