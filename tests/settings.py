@@ -82,7 +82,12 @@ else:
 if os.environ.get("ATW_TEST_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["ATW_TEST_DB_NAME"]
 
-ATW = {"POLL_INTERVAL": 0.2, "CLEANUP_INTERVAL": 0}
+ATW = {
+    "POLL_INTERVAL": 0.2,
+    "CLEANUP_INTERVAL": 0,
+    # Multi-process tests shorten the lease so crash recovery happens within the test.
+    "WORKER_LEASE": float(os.environ.get("ATW_TEST_WORKER_LEASE", "30")),
+}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -17,6 +17,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
 
 
+@pytest.fixture(autouse=True)
+def _workers() -> None:
+    """The workers these tests claim for: a claim needs its worker's row (a live lease)."""
+    for worker_id in ("w1", "w9", "someone-else"):
+        store.register_worker(worker_id, "test-host", 1, ["default"], 1)
+
+
 @contextlib.contextmanager
 def statements(expected: int) -> Iterator[None]:
     """Assert how many SQL statements ran, not counting transaction control (vendor-specific)."""

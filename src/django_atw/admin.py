@@ -47,7 +47,16 @@ DETAIL_FIELDS: dict[str | None, tuple[str, ...]] = {
     None: ("id", "task_type", "status_badge", "progress_bar", "queue", "priority"),
     "Call": ("args_json", "kwargs_json", "metadata_json"),
     "Outcome": ("result_json", "from_cache", "error_type", "error_text", "traceback_text"),
-    "Life": ("created_at", "started_at", "completed_at", "duration", "updated_at", "attempts"),
+    "Life": (
+        "created_at",
+        "started_at",
+        "completed_at",
+        "duration",
+        "updated_at",
+        "attempts",
+        "max_attempts",
+        "run_after",
+    ),
     "Execution": ("worker_link", "created_by", "timeout", "cancel_requested"),
     "Cache": ("use_cache", "cache_ttl", "cache_key"),
 }
@@ -280,6 +289,7 @@ class WorkerProcessAdmin(WorkerAdminBase):
         "started_at",
         "last_heartbeat",
         "stopping",
+        "stopped_at",
     )
     list_filter = ("stopping", "hostname")
     search_fields = ("id", "hostname")

@@ -34,6 +34,10 @@ class AtwSettings(BaseModel):
     )
     CLEANUP_INTERVAL: float = Field(3600, ge=0, description="Seconds between cleanups; 0 disables them.")
     DEFAULT_QUEUE: str = Field("default", min_length=1, max_length=100)
+    # Workers on several processes and machines: leases and crash recovery.
+    WORKER_LEASE: float = Field(
+        30.0, gt=0, description="Seconds without a heartbeat after which a worker's tasks are recovered."
+    )
 
 
 _cached: AtwSettings | None = None

@@ -31,6 +31,9 @@ class WorkerProcess(models.Model):
     started_at = models.DateTimeField()
     last_heartbeat = models.DateTimeField()
     stopping = models.BooleanField(default=False)
+    # Set on a clean exit, or by another worker that found this one's lease expired; rows
+    # stopped long ago are pruned.
+    stopped_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "worker process"
@@ -62,7 +65,11 @@ class TaskRecord(models.Model):
     cache_ttl = models.PositiveIntegerField(null=True, blank=True)
     cache_key = models.CharField(max_length=255, blank=True, default="")
     from_cache = models.BooleanField(default=False)
-    attempts = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0, help_text="Runs started so far, this one included.")
+    max_attempts = models.PositiveIntegerField(default=3, help_text="Runs allowed before the task fails.")
+    run_after = models.DateTimeField(
+        null=True, blank=True, help_text="Not claimed before this time (a delay or a retry's backoff)."
+    )
     cancel_requested = models.BooleanField(default=False)
     # No database constraint: worker rows are kept or pruned independently of the tasks they ran,
     # and a SET NULL cascade over thousands of finished tasks must never block a worker's exit.

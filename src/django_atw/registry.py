@@ -6,9 +6,11 @@ can run it. Functions that were never registered are named by their dotted impor
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -20,7 +22,25 @@ P = ParamSpec("P")
 R = TypeVar("R")
 TaskFunction = Callable[..., Awaitable[Any]]
 
+# Runs a task gets unless its type says otherwise: one try and two retries.
+DEFAULT_MAX_ATTEMPTS = 3
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class TaskOptions:
+    """How tasks of one type are queued and retried (set with ``@task(...)``)."""
+
+    queue: str | None = None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    # Seconds before the first retry; each further retry waits twice as long (with jitter).
+    retry_backoff: float = 1.0
+    retry_on: tuple[type[BaseException], ...] = ()
+
+
+DEFAULT_OPTIONS = TaskOptions()
+
 _registry: dict[str, TaskFunction] = {}
+_options: dict[str, TaskOptions] = {}
 # id(func) -> type name: add_task(func) looks its type up by identity in O(1).
 _types_by_function: dict[int, str] = {}
 
@@ -29,10 +49,60 @@ def _describe(func: Callable[..., Any]) -> str:
     return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
 
 
-def register_task(task_type: str, task_func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Register ``task_func`` under ``task_type``; registering a type again replaces it."""
+def _check_options(
+    task_type: str,
+    queue: Any,
+    max_attempts: Any,
+    retry_backoff: Any,
+    retry_on: Any,
+) -> TaskOptions:
+    where = f"Task {task_type!r}:"
+    seconds = "a non-negative number of seconds"
+    if queue is not None and (not isinstance(queue, str) or not queue or len(queue) > 100):
+        raise ValueError(
+            f"{where} queue must be a non-empty string of at most 100 characters, got {queue!r}."
+        )
+    if max_attempts is None:
+        max_attempts = DEFAULT_MAX_ATTEMPTS
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ValueError(f"{where} max_attempts must be a whole number of at least 1, got {max_attempts!r}.")
+    if (
+        isinstance(retry_backoff, bool)
+        or not isinstance(retry_backoff, (int, float))
+        or not math.isfinite(retry_backoff)
+        or retry_backoff < 0
+    ):
+        raise ValueError(f"{where} retry_backoff must be {seconds}, got {retry_backoff!r}.")
+    if isinstance(retry_on, type):
+        retry_on = (retry_on,)
+    if not isinstance(retry_on, (tuple, list)) or not all(
+        isinstance(exc, type) and issubclass(exc, BaseException) for exc in retry_on
+    ):
+        raise ValueError(f"{where} retry_on must be a tuple of exception classes, got {retry_on!r}.")
+    return TaskOptions(
+        queue=queue, max_attempts=max_attempts, retry_backoff=float(retry_backoff), retry_on=tuple(retry_on)
+    )
+
+
+def register_task(
+    task_type: str,
+    task_func: Callable[P, Awaitable[R]],
+    *,
+    queue: str | None = None,
+    max_attempts: int | None = None,
+    retry_backoff: float = 1.0,
+    retry_on: tuple[type[BaseException], ...] = (),
+) -> Callable[P, Awaitable[R]]:
+    """Register ``task_func`` under ``task_type``; registering a type again replaces it.
+
+    ``queue`` is where its tasks go unless ``add_task(queue=)`` says otherwise.
+    ``max_attempts`` bounds the runs of one task (a run that raised one of ``retry_on``, timed
+    out with ``TaskTimeoutError`` in ``retry_on``, or whose worker died); retries wait
+    ``retry_backoff`` seconds, doubling each time, with jitter.
+    """
     if not isinstance(task_type, str) or not task_type.strip():
         raise ValueError(f"task_type must be a non-empty string, got {task_type!r}.")
+    options = _check_options(task_type, queue, max_attempts, retry_backoff, retry_on)
     if not inspect.iscoroutinefunction(task_func):
         raise TypeError(
             f"Task {task_type!r}: {_describe(task_func)} is not an async function. "
@@ -49,23 +119,55 @@ def register_task(task_type: str, task_func: Callable[P, Awaitable[R]]) -> Calla
             )
         _types_by_function.pop(id(previous), None)
     _registry[task_type] = task_func
+    _options[task_type] = options
     _types_by_function[id(task_func)] = task_type
     return task_func
 
 
 @overload
-def task(task_type: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]: ...
+def task(
+    task_type: str,
+    *,
+    queue: str | None = None,
+    max_attempts: int | None = None,
+    retry_backoff: float = 1.0,
+    retry_on: tuple[type[BaseException], ...] = (),
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]: ...
 @overload
 def task(task_type: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
-def task(task_type: Any) -> Any:
-    """Register the decorated async function under ``task_type``: ``@task("process_data")``."""
+def task(
+    task_type: Any,
+    *,
+    queue: str | None = None,
+    max_attempts: int | None = None,
+    retry_backoff: float = 1.0,
+    retry_on: tuple[type[BaseException], ...] = (),
+) -> Any:
+    """Register the decorated async function under ``task_type``: ``@task("process_data")``.
+
+    Options as for ``register_task``: ``@task("fetch", max_attempts=5, retry_on=(IOError,))``.
+    """
     if callable(task_type):
         raise TypeError("@task needs a task type name: write @task('my_type'), not @task.")
+    # Checked here too, so a bad option fails where the decorator is written.
+    _check_options(str(task_type), queue, max_attempts, retry_backoff, retry_on)
 
     def decorator(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-        return register_task(task_type, func)
+        return register_task(
+            task_type,
+            func,
+            queue=queue,
+            max_attempts=max_attempts,
+            retry_backoff=retry_backoff,
+            retry_on=retry_on,
+        )
 
     return decorator
+
+
+def options_for(task_type: str) -> TaskOptions:
+    """Return the queue and retry options of ``task_type`` (defaults when unregistered)."""
+    return _options.get(task_type, DEFAULT_OPTIONS)
 
 
 def get_task_function(task_type: str) -> TaskFunction | None:
@@ -81,6 +183,7 @@ def get_all_task_types() -> list[str]:
 def unregister_task(task_type: str) -> None:
     """Remove ``task_type`` from the registry (for tests and reloaders)."""
     func = _registry.pop(task_type, None)
+    _options.pop(task_type, None)
     if func is not None and _types_by_function.get(id(func)) == task_type:
         del _types_by_function[id(func)]
 

@@ -7,7 +7,7 @@ in the database until a worker (in this process or another) claims it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -28,6 +28,7 @@ def enqueue(
     use_cache: bool | None = None,
     cache_ttl: int | None = None,
     queue: str | None = None,
+    run_after: datetime | timedelta | None = None,
     created_by: Any = None,
     **kwargs: Any,
 ) -> str:
@@ -46,11 +47,14 @@ def enqueue(
         timeout=timeout,
         use_cache=use_cache,
         cache_ttl=cache_ttl,
-        queue=queue if queue is not None else get_settings().DEFAULT_QUEUE,
+        queue=queue,
+        default_queue=get_settings().DEFAULT_QUEUE,
+        run_after=run_after,
         created_by_id=getattr(created_by, "pk", created_by),
     )
     (added,) = store.add_tasks([new])
     wakeup.notify([new.queue])
+    wakeup.broadcast(queues=[new.queue])
     return added
 
 
@@ -62,6 +66,7 @@ def enqueue_many(
     metadata: Mapping[str, Any] | None = None,
     timeout: float | None = None,
     queue: str | None = None,
+    run_after: datetime | timedelta | None = None,
 ) -> list[str]:
     """Store many calls of one task with a single INSERT (see ``AsyncTaskWorker.add_tasks``)."""
     new = submit.build_calls(
@@ -70,10 +75,13 @@ def enqueue_many(
         priority=priority,
         metadata=metadata,
         timeout=timeout,
-        queue=queue if queue is not None else get_settings().DEFAULT_QUEUE,
+        queue=queue,
+        default_queue=get_settings().DEFAULT_QUEUE,
+        run_after=run_after,
     )
     ids = store.add_tasks(new)
     wakeup.notify({n.queue for n in new})
+    wakeup.broadcast(queues={n.queue for n in new})
     return ids
 
 
@@ -111,12 +119,13 @@ def get_all_tasks(
 def cancel_task(task_id: str) -> bool:
     """Cancel a pending task at once or ask a running task's worker to cancel it.
 
-    Returns False for an unknown or finished task. A worker in this process is told at once;
-    a worker in another process notices the request at its next poll.
+    Returns False for an unknown or finished task. A worker in this process is told at once,
+    one in another process by NOTIFY (PostgreSQL) or the channel layer, else at its next poll.
     """
     outcome, _owner = store.cancel(task_id)
     if outcome == store.CANCEL_REQUESTED:
         wakeup.notify_cancel(task_id)
+        wakeup.broadcast(cancel=task_id)
     return outcome != store.NOT_CANCELLABLE
 
 

@@ -56,6 +56,8 @@ class TaskInfo:
     timeout: float | None = None
     worker_id: str | None = None
     cancel_requested: bool = False
+    max_attempts: int = 3
+    run_after: datetime | None = None
 
     def is_terminal_state(self) -> bool:
         """Return True once the task is completed, failed or cancelled."""
@@ -72,7 +74,7 @@ class TaskInfo:
         """Return the fields as JSON-ready values (datetimes as ISO 8601 strings)."""
         out = dataclasses.asdict(self)
         out["status"] = self.status.value
-        for name in ("created_at", "started_at", "completed_at"):
+        for name in ("created_at", "started_at", "completed_at", "run_after"):
             value = out[name]
             out[name] = value.isoformat() if value is not None else None
         return out

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from .exceptions import DuplicateTaskIdError
@@ -25,10 +25,17 @@ from .status import TaskInfo, TaskStatus
 from .submit import NewTask
 
 TABLE = TaskRecord._meta.db_table
+WORKER_TABLE = WorkerProcess._meta.db_table
 # Rows deleted per statement by retention cleanup: small enough that no statement holds
 # SQLite's write lock for long, large enough that cleanup of a busy day takes few round trips.
 DELETE_BATCH = 1000
 FINISHED = [TaskStatus.COMPLETED.value, TaskStatus.FAILED.value, TaskStatus.CANCELLED.value]
+# PostgreSQL NOTIFY channels: tasks became claimable in a queue (payload: the queue name); a
+# running task was asked to cancel (payload: its id). See engine/wakeup.py for the listener.
+TASK_ADDED_CHANNEL = "atw_task_added"
+CANCEL_CHANNEL = "atw_cancel"
+# The error type stored on a task failed because its worker died on its last attempt.
+WORKER_DIED_ERROR_TYPE = "WorkerDiedError"
 
 _clock_lock = threading.Lock()
 _last_created_at: datetime | None = None
@@ -83,10 +90,13 @@ _INSERT_COLUMNS = (
     "worker_id",
     "started_at",
     "attempts",
+    "max_attempts",
+    "run_after",
 )
 _PG_ARRAY_TYPES = (
     "text", "text", "jsonb", "jsonb", "jsonb", "integer", "text", "double precision", "boolean",
-    "integer", "integer", "timestamptz", "text", "text", "timestamptz", "integer",
+    "integer", "integer", "timestamptz", "text", "text", "timestamptz", "integer", "integer",
+    "timestamptz",
 )  # fmt: skip
 _INSERT_DEFAULTS = (
     ("progress", "0"),
@@ -107,7 +117,9 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
     document (SQLite ``json_each``): the statement text never grows with the batch, and no model
     instance is built per task (the ORM's bulk_create spent most of the time of a bulk add there).
     A task with ``claimed_by`` set is stored running under that worker, its first attempt
-    begun: the worker that added it starts it without a claim round trip.
+    begun: the worker that added it starts it without a claim round trip. On PostgreSQL the
+    same statement NOTIFYs the queues that got claimable tasks, so idle workers in other
+    processes wake on commit.
     """
     ids = [new.id or new_task_id() for new in new_tasks]
     if len(set(ids)) != len(ids):
@@ -134,6 +146,8 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
             new.claimed_by,
             now if new.claimed_by else None,
             1 if new.claimed_by else 0,
+            new.max_attempts,
+            new.run_after,
         ]
         for task_id, new in zip(ids, new_tasks, strict=True)
     ]
@@ -145,8 +159,10 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
             row[2:5] = [json.dumps(value) for value in row[2:5]]
         arrays = ", ".join(f"%s::{kind}[]" for kind in _PG_ARRAY_TYPES)
         sql = (
-            f"INSERT INTO {TABLE} ({columns}) SELECT x.*, {defaults}, %s "
-            f"FROM unnest({arrays}) AS x({', '.join(_INSERT_COLUMNS)})"
+            f"WITH added AS (INSERT INTO {TABLE} ({columns}) SELECT x.*, {defaults}, %s "
+            f"FROM unnest({arrays}) AS x({', '.join(_INSERT_COLUMNS)}) RETURNING queue, status) "
+            f"SELECT pg_notify('{TASK_ADDED_CHANNEL}', queue) "
+            "FROM (SELECT DISTINCT queue FROM added WHERE status = 'pending') AS q"
         )
         sql_params = [now, *(list(column) for column in zip(*rows, strict=True))]
     else:
@@ -155,6 +171,7 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
         for row in rows:
             row[11] = adapt(row[11])  # created_at
             row[14] = adapt(row[14])  # started_at
+            row[17] = adapt(row[17])  # run_after
         picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(_INSERT_COLUMNS)))
         sql = f"INSERT INTO {TABLE} ({columns}) SELECT {picks}, {defaults}, %s FROM json_each(%s)"
         sql_params = [adapt(now), json.dumps(rows)]
@@ -171,11 +188,17 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
     return ids
 
 
-def count_pending(queues: Sequence[str] | None = None) -> int:
-    """Count pending tasks (all queues, or the named ones)."""
+def count_pending(queues: Sequence[str] | None = None, *, ready_only: bool = False) -> int:
+    """Count pending tasks (all queues, or the named ones).
+
+    ``ready_only`` leaves out tasks deferred to later by ``run_after``, but not retries waiting
+    out their backoff: a worker draining a queue finishes what was started.
+    """
     qs = TaskRecord.objects.filter(status=TaskStatus.PENDING.value)
     if queues is not None:
         qs = qs.filter(queue__in=list(queues))
+    if ready_only:
+        qs = qs.filter(Q(run_after__isnull=True) | Q(run_after__lte=timezone.now()) | Q(attempts__gt=0))
     return qs.count()
 
 
@@ -194,6 +217,7 @@ class ClaimedTask:
     priority: int
     created_at: Any
     attempts: int
+    max_attempts: int = 3
 
 
 def claim_batch(worker_id: str, queues: Sequence[str], limit: int) -> list[ClaimedTask]:
@@ -203,18 +227,24 @@ def claim_batch(worker_id: str, queues: Sequence[str], limit: int) -> list[Claim
     side instead of queueing on each other's row locks. SQLite has a single writer: the
     statement holds the write lock from its read to its write (with WAL a concurrent commit
     makes it fail with SQLITE_BUSY, never claim twice). Returned in (priority, created_at) order.
+    Tasks deferred (``run_after``) to later are skipped. A worker whose row is marked stopped (its
+    lease expired) claims nothing: its claims would be orphans that others reap at once.
     """
     now = timezone.now()
     queue_match = "queue = %s" if len(queues) == 1 else f"queue IN ({_params(queues)})"
     pick = (
         f"SELECT id FROM {TABLE} WHERE status = 'pending' AND {queue_match} "
+        "AND (run_after IS NULL OR run_after <= %s) "
+        f"AND EXISTS (SELECT 1 FROM {WORKER_TABLE} WHERE id = %s AND stopped_at IS NULL) "
         "ORDER BY priority, created_at LIMIT %s"
     )
     assign = (
         "SET status = 'running', worker_id = %s, started_at = %s, updated_at = %s, "
         "attempts = attempts + 1, progress = 0"
     )
-    columns = ("id", "task_type", "args", "kwargs", "timeout", "priority", "created_at", "attempts")
+    columns = (
+        "id", "task_type", "args", "kwargs", "timeout", "priority", "created_at", "attempts", "max_attempts",
+    )  # fmt: skip
     params: list[str | int | datetime]
     if _is_postgres():
         # A CTE, not "id IN (subquery)": PostgreSQL may re-run a LIMIT ... SKIP LOCKED subquery
@@ -224,18 +254,18 @@ def claim_batch(worker_id: str, queues: Sequence[str], limit: int) -> list[Claim
             f"UPDATE {TABLE} AS t {assign} FROM picked WHERE t.id = picked.id "
             f"RETURNING {', '.join('t.' + c for c in columns)}"
         )
-        params = [*queues, limit, worker_id, now, now]
+        params = [*queues, now, worker_id, limit, worker_id, now, now]
     else:
         sql = (
             f"UPDATE {TABLE} {assign} WHERE status = 'pending' AND id IN ({pick}) "
             f"RETURNING {', '.join(columns)}"
         )
-        params = [worker_id, now, now, *queues, limit]
+        params = [worker_id, now, now, *queues, now, worker_id, limit]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     claimed = [
-        ClaimedTask(row[0], row[1], _json(row[2]), _json(row[3]), row[4], row[5], row[6], row[7])
+        ClaimedTask(row[0], row[1], _json(row[2]), _json(row[3]), row[4], row[5], row[6], row[7], row[8])
         for row in rows
     ]
     # RETURNING gives no order guarantee; run in queue order.
@@ -245,7 +275,12 @@ def claim_batch(worker_id: str, queues: Sequence[str], limit: int) -> list[Claim
 
 @dataclasses.dataclass(slots=True)
 class Outcome:
-    """How one run of a task ended, ready to be written."""
+    """How one run of a task ended, ready to be written.
+
+    ``status`` PENDING means a retry: the task goes back to the queue, not before ``run_after``.
+    ``attempt`` is the claim's attempt number; the write applies only while the row is still in
+    that attempt (0: unchecked), so a run whose lease expired never overwrites a later one.
+    """
 
     task_id: str
     status: TaskStatus
@@ -255,15 +290,27 @@ class Outcome:
     error_type: str = ""
     traceback: str = ""
     completed_at: datetime | None = None
+    attempt: int = 0
+    run_after: datetime | None = None
     # The exception raised in this process, chained onto the future's error (never stored).
     exception: BaseException | None = dataclasses.field(default=None, repr=False)
+
+
+_OUTCOME_COLUMNS = (
+    "id", "attempts", "status", "progress", "result", "error", "error_type", "traceback", "completed_at",
+)  # fmt: skip
+_OUTCOME_TYPES = (
+    "text", "integer", "text", "double precision", "jsonb", "text", "text", "text", "timestamptz",
+)  # fmt: skip
 
 
 def write_batch(worker_id: str, progress: Sequence[tuple[str, float]], outcomes: Sequence[Outcome]) -> None:
     """Store progress values and final outcomes of this worker's running tasks in one transaction.
 
-    Each row is updated only while it is still running under ``worker_id``, so a worker that
-    lost a task (cancelled elsewhere, or reclaimed after its lease) never overwrites it.
+    Each row is updated only while it is still running under ``worker_id`` (and, for outcomes,
+    in the same attempt), so a worker that lost a task (cancelled elsewhere, or reclaimed after
+    its lease, even by itself) never overwrites it. Retries go back to pending in the same
+    transaction (on PostgreSQL with a NOTIFY when they are due at once).
     On PostgreSQL each kind is one ``UPDATE ... FROM (VALUES ...)`` statement: a round trip per
     row would cost more than the tasks themselves. SQLite has no network: ``executemany``.
     """
@@ -272,6 +319,7 @@ def write_batch(worker_id: str, progress: Sequence[tuple[str, float]], outcomes:
     outcome_rows = [
         (
             o.task_id,
+            o.attempt,
             o.status.value,
             o.progress,
             o.result_json,
@@ -281,6 +329,12 @@ def write_batch(worker_id: str, progress: Sequence[tuple[str, float]], outcomes:
             o.completed_at or now,
         )
         for o in outcomes
+        if o.status is not TaskStatus.PENDING
+    ]
+    retry_rows = [
+        (o.task_id, o.attempt, o.error, o.error_type, o.traceback, o.run_after or now)
+        for o in outcomes
+        if o.status is TaskStatus.PENDING
     ]
     with transaction.atomic(), connection.cursor() as cursor:
         if progress_rows:
@@ -292,9 +346,19 @@ def write_batch(worker_id: str, progress: Sequence[tuple[str, float]], outcomes:
                 cursor,
                 worker_id,
                 now,
-                ("id", "status", "progress", "result", "error", "error_type", "traceback", "completed_at"),
-                ("text", "text", "double precision", "jsonb", "text", "text", "text", "timestamptz"),
+                _OUTCOME_COLUMNS,
+                _OUTCOME_TYPES,
                 outcome_rows,
+            )
+        if retry_rows:
+            _update_running(
+                cursor,
+                worker_id,
+                now,
+                ("id", "attempts", "error", "error_type", "traceback", "run_after"),
+                ("text", "integer", "text", "text", "text", "timestamptz"),
+                retry_rows,
+                fixed="status = 'pending', worker_id = NULL, started_at = NULL, progress = 0, ",
             )
 
 
@@ -305,26 +369,41 @@ def _update_running(
     columns: Sequence[str],
     pg_types: Sequence[str],
     rows: Sequence[tuple[Any, ...]],
+    fixed: str = "",
 ) -> None:
     """Set ``columns[1:]`` of this worker's running rows, by id, from ``rows`` (id first).
 
+    An ``attempts`` column is a fence, not a value: the row must still be in that attempt
+    (0 skips the check). ``fixed`` is extra ``column = value, `` assignments for every row.
     On PostgreSQL one statement with one array per column (``pg_types`` name their element
     types): its text is the same for any number of rows, so the driver never re-parses it.
     """
     guard = "t.status = 'running' AND t.worker_id = %s"
+    fenced = "attempts" in columns
+    assigned = [column for column in columns[1:] if column != "attempts"]
     if _is_postgres():
-        assignments = ", ".join(f"{column} = v.{column}" for column in columns[1:])
+        if fenced:
+            guard += " AND (v.attempts = 0 OR t.attempts = v.attempts)"
+        assignments = ", ".join(f"{column} = v.{column}" for column in assigned)
         arrays = ", ".join(f"%s::{kind}[]" for kind in pg_types)
         cursor.execute(
-            f"UPDATE {TABLE} AS t SET {assignments}, updated_at = %s "
+            f"UPDATE {TABLE} AS t SET {fixed}{assignments}, updated_at = %s "
             f"FROM unnest({arrays}) AS v({', '.join(columns)}) WHERE t.id = v.id AND {guard}",
             [now, *(list(column) for column in zip(*rows, strict=True)), worker_id],
         )
     else:
-        assignments = ", ".join(f"{column} = %s" for column in columns[1:])
+        position = {column: index for index, column in enumerate(columns)}
+        if fenced:
+            guard += " AND (%s = 0 OR t.attempts = %s)"
+        assignments = ", ".join(f"{column} = %s" for column in assigned)
+        params = []
+        for row in rows:
+            values = [row[position[column]] for column in assigned]
+            fence = [row[position["attempts"]]] * 2 if fenced else []
+            params.append((*values, now, row[0], worker_id, *fence))
         cursor.executemany(
-            f"UPDATE {TABLE} AS t SET {assignments}, updated_at = %s WHERE t.id = %s AND {guard}",
-            [(*row[1:], now, row[0], worker_id) for row in rows],
+            f"UPDATE {TABLE} AS t SET {fixed}{assignments}, updated_at = %s WHERE t.id = %s AND {guard}",
+            params,
         )
 
 
@@ -332,18 +411,33 @@ def release(worker_id: str, task_ids: Iterable[str]) -> int:
     """Return this worker's unfinished running tasks to pending, as if never claimed.
 
     Used by a graceful stop; the attempt is not counted, since the task did not fail.
+    One transaction; on PostgreSQL it NOTIFYs the queues, so another worker takes them at once.
     """
     ids = list(task_ids)
     if not ids:
         return 0
-    return TaskRecord.objects.filter(id__in=ids, status=TaskStatus.RUNNING.value, worker_id=worker_id).update(
-        status=TaskStatus.PENDING.value,
-        worker=None,
-        started_at=None,
-        progress=0.0,
-        attempts=F("attempts") - 1,
-        updated_at=timezone.now(),
-    )
+    with transaction.atomic():
+        rows = TaskRecord.objects.filter(id__in=ids, status=TaskStatus.RUNNING.value, worker_id=worker_id)
+        queues = set(rows.values_list("queue", flat=True))
+        released = rows.update(
+            status=TaskStatus.PENDING.value,
+            worker=None,
+            started_at=None,
+            progress=0.0,
+            attempts=F("attempts") - 1,
+            updated_at=timezone.now(),
+        )
+        _notify(TASK_ADDED_CHANNEL, queues)
+    return released
+
+
+def _notify(channel: str, payloads: Iterable[str]) -> None:
+    """NOTIFY ``channel`` once per payload on PostgreSQL (delivered at commit); else nothing."""
+    values = sorted(set(payloads))
+    if not values or not _is_postgres():
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p", [channel, values])
 
 
 # --- cancelling -----------------------------------------------------------------------------
@@ -374,6 +468,7 @@ def cancel(task_id: str) -> tuple[str, str | None]:
         cancel_requested=True, updated_at=now
     )
     if flagged:
+        _notify(CANCEL_CHANNEL, [task_id])
         worker_id = TaskRecord.objects.filter(id=task_id).values_list("worker_id", flat=True).first()
         return CANCEL_REQUESTED, worker_id
     return NOT_CANCELLABLE, None
@@ -414,6 +509,8 @@ _INFO_FIELDS = (
     "timeout",
     "worker_id",
     "cancel_requested",
+    "max_attempts",
+    "run_after",
 )
 
 
@@ -460,52 +557,163 @@ def finished_among(task_ids: Iterable[str]) -> dict[str, TaskInfo]:
 # --- retention ------------------------------------------------------------------------------
 
 
-def delete_finished_before(cutoff: datetime, batch_size: int = DELETE_BATCH) -> int:
-    """Delete finished tasks completed before ``cutoff`` in batches; return how many.
+def delete_finished_before(
+    cutoff: datetime, batch_size: int = DELETE_BATCH, statuses: Sequence[str] = tuple(FINISHED)
+) -> int:
+    """Delete finished tasks (of ``statuses``) completed before ``cutoff`` in batches; return how many.
 
     One short transaction per batch, so a large cleanup never holds a lock for long.
     """
+    wanted = [TaskStatus(status).value for status in statuses if TaskStatus(status).value in FINISHED]
     total = 0
-    while True:
-        ids = list(
-            TaskRecord.objects.filter(status__in=FINISHED, completed_at__lt=cutoff).values_list(
-                "id", flat=True
-            )[:batch_size]
-        )
+    while wanted:
+        done = TaskRecord.objects.filter(status__in=wanted, completed_at__lt=cutoff)
+        ids = list(done.values_list("id", flat=True)[:batch_size])
         if not ids:
             return total
-        deleted, _ = TaskRecord.objects.filter(id__in=ids, status__in=FINISHED).delete()
+        deleted, _ = TaskRecord.objects.filter(id__in=ids, status__in=wanted).delete()
         total += deleted
         if len(ids) < batch_size:
             return total
+    return total
+
+
+def queue_depths() -> dict[str, dict[str, int]]:
+    """Count tasks per queue and status: ``{queue: {status: count}}`` (one grouped scan)."""
+    depths: dict[str, dict[str, int]] = {}
+    for row in TaskRecord.objects.order_by().values("queue", "status").annotate(count=Count("id")):
+        depths.setdefault(row["queue"], {})[row["status"]] = row["count"]
+    return depths
 
 
 # --- workers --------------------------------------------------------------------------------
 
 
 def register_worker(worker_id: str, hostname: str, pid: int, queues: Sequence[str], concurrency: int) -> None:
-    """Record a starting worker process."""
+    """Record a starting worker process (or revive the row of one whose lease had expired)."""
     now = timezone.now()
-    WorkerProcess.objects.create(
+    WorkerProcess.objects.update_or_create(
         id=worker_id,
-        hostname=hostname,
-        pid=pid,
-        queues=list(queues),
-        concurrency=concurrency,
-        started_at=now,
-        last_heartbeat=now,
+        defaults={
+            "hostname": hostname,
+            "pid": pid,
+            "queues": list(queues),
+            "concurrency": concurrency,
+            "started_at": now,
+            "last_heartbeat": now,
+            "stopping": False,
+            "stopped_at": None,
+            "tasks_running": 0,
+        },
     )
 
 
-def heartbeat(worker_id: str, tasks_running: int) -> None:
-    """Refresh a worker's heartbeat and running count."""
-    WorkerProcess.objects.filter(id=worker_id).update(
+def heartbeat(worker_id: str, tasks_running: int) -> bool:
+    """Refresh a worker's heartbeat and running count; False if its lease was already taken.
+
+    A worker whose row another worker marked stopped (its heartbeat was older than the lease)
+    has lost its running tasks to lease recovery: it must drop them and register again.
+    """
+    updated = WorkerProcess.objects.filter(id=worker_id, stopped_at__isnull=True).update(
         last_heartbeat=timezone.now(), tasks_running=tasks_running
     )
+    return updated == 1
 
 
 def mark_worker_stopped(worker_id: str) -> None:
-    """Record a clean exit: the row stays for the admin, flagged as stopped."""
+    """Record a clean exit: the row stays for the admin, flagged as stopped, until pruned."""
+    now = timezone.now()
     WorkerProcess.objects.filter(id=worker_id).update(
-        stopping=True, tasks_running=0, last_heartbeat=timezone.now()
+        stopping=True, stopped_at=now, tasks_running=0, last_heartbeat=now
     )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reaped:
+    """What lease recovery did: workers found dead, tasks returned to pending, tasks failed."""
+
+    workers: list[str]
+    requeued: list[str]
+    failed: list[str]
+
+
+def reap_stale_workers(lease: timedelta) -> Reaped:
+    """Mark workers silent for longer than ``lease`` stopped and recover their running tasks.
+
+    A recovered task goes back to pending (its dead attempt stays counted, so the next claim
+    makes it attempt 2) or, when it has no attempts left, fails with an error that says its
+    worker died. Running tasks of stopped or unknown workers are recovered too. One transaction.
+    Workers are marked first: a heartbeat racing this call either lands before (the worker is
+    live and keeps its tasks) or finds its row stopped (and drops its tasks). Each task update is
+    conditioned on the row still running, so two workers reaping at once recover a task once.
+    """
+    now = timezone.now()
+    cutoff = now - lease
+    with transaction.atomic():
+        stale = WorkerProcess.objects.filter(stopped_at__isnull=True, last_heartbeat__lt=cutoff)
+        dead = list(stale.values_list("id", flat=True))
+        if dead:
+            stale.filter(id__in=dead).update(stopped_at=now, stopping=True, tasks_running=0)
+        live = WorkerProcess.objects.filter(stopped_at__isnull=True).values("id")
+        orphans = list(
+            TaskRecord.objects.filter(status=TaskStatus.RUNNING.value)
+            .exclude(worker_id__in=live)
+            .values_list("id", "attempts", "max_attempts", "queue", "worker_id")
+        )
+        if not orphans:
+            return Reaped(dead, [], [])
+        running = TaskRecord.objects.filter(status=TaskStatus.RUNNING.value)
+        exhausted = [row for row in orphans if row[1] >= row[2]]
+        requeued = [row for row in orphans if row[1] < row[2]]
+        by_worker: dict[str | None, list[str]] = {}
+        for task_id, _attempts, _max, _queue, worker_id in exhausted:
+            by_worker.setdefault(worker_id, []).append(task_id)
+        for owner, ids in by_worker.items():
+            running.filter(id__in=ids, worker_id=owner).update(
+                status=TaskStatus.FAILED.value,
+                error=(
+                    f"The worker running this task ({owner or 'unknown'}) died: it stopped "
+                    f"heart-beating for longer than the {lease.total_seconds():g} s lease, and the "
+                    "task has no attempts left."
+                ),
+                error_type=WORKER_DIED_ERROR_TYPE,
+                completed_at=now,
+                updated_at=now,
+            )
+        for owner in {row[4] for row in requeued}:
+            ids = [row[0] for row in requeued if row[4] == owner]
+            running.filter(id__in=ids, worker_id=owner).update(
+                status=TaskStatus.PENDING.value,
+                worker=None,
+                started_at=None,
+                progress=0.0,
+                run_after=None,
+                updated_at=now,
+            )
+        _notify(TASK_ADDED_CHANNEL, {row[3] for row in requeued})
+    return Reaped(dead, [row[0] for row in requeued], [row[0] for row in exhausted])
+
+
+def prune_workers(stopped_before: datetime) -> int:
+    """Delete the rows of workers that stopped before ``stopped_before``; return how many."""
+    deleted, _ = WorkerProcess.objects.filter(stopped_at__lt=stopped_before).delete()
+    return deleted
+
+
+def list_workers() -> list[dict[str, Any]]:
+    """Return every worker row as a dict, newest first (for ``atw_status`` and the admin)."""
+    return [
+        dict(row)
+        for row in WorkerProcess.objects.order_by("-started_at").values(
+            "id",
+            "hostname",
+            "pid",
+            "queues",
+            "concurrency",
+            "tasks_running",
+            "started_at",
+            "last_heartbeat",
+            "stopping",
+            "stopped_at",
+        )
+    ]

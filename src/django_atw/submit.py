@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+from django.utils import timezone
 
 from . import registry
 from .exceptions import TaskArgumentError, TaskDefinitionError
@@ -19,8 +21,11 @@ from .exceptions import TaskArgumentError, TaskDefinitionError
 # The options add_task takes beside the task's own arguments. A task cannot have a keyword
 # argument with one of these names (the original library has the same rule).
 OPTION_NAMES = frozenset(
-    {"priority", "task_id", "metadata", "timeout", "use_cache", "cache_ttl", "cache_key_fn", "queue"}
-)
+    {
+        "priority", "task_id", "metadata", "timeout", "use_cache", "cache_ttl", "cache_key_fn", "queue",
+        "run_after",
+    }
+)  # fmt: skip
 MAX_TASK_ID_LENGTH = 255
 
 
@@ -40,6 +45,8 @@ class NewTask:
     cache_ttl: int | None
     created_by_id: int | None = None
     created_at: datetime | None = None
+    max_attempts: int = registry.DEFAULT_MAX_ATTEMPTS
+    run_after: datetime | None = None
     # Set by a running worker that starts the task itself as soon as it is stored (see
     # AsyncTaskWorker._insert): the row is inserted already claimed by that worker.
     claimed_by: str | None = None
@@ -113,6 +120,22 @@ def _check_option_types(
         raise TaskArgumentError(f"queue must be a non-empty string of at most 100 characters, got {queue!r}.")
 
 
+def run_after_time(run_after: Any) -> datetime | None:
+    """Turn ``run_after`` (an aware datetime, a timedelta from now, or None) into a time."""
+    if run_after is None:
+        return None
+    if isinstance(run_after, timedelta):
+        return timezone.now() + run_after
+    if isinstance(run_after, datetime):
+        if timezone.is_naive(run_after):
+            raise TaskArgumentError(
+                f"run_after is a naive datetime ({run_after.isoformat()}); pass an aware one "
+                "(django.utils.timezone.now() + timedelta(...)) or a timedelta."
+            )
+        return run_after
+    raise TaskArgumentError(f"run_after must be a datetime, a timedelta or None, got {run_after!r}.")
+
+
 def build(
     task_func: Callable[..., Any] | str,
     args: Sequence[Any],
@@ -124,10 +147,15 @@ def build(
     timeout: float | None = None,
     use_cache: bool | None = None,
     cache_ttl: int | None = None,
-    queue: str = "default",
+    queue: str | None = None,
+    default_queue: str = "default",
+    run_after: datetime | timedelta | None = None,
     created_by_id: int | None = None,
 ) -> NewTask:
-    """Validate one task and return it as a ``NewTask``; raise a ``TaskDefinitionError`` if unfit."""
+    """Validate one task and return it as a ``NewTask``; raise a ``TaskDefinitionError`` if unfit.
+
+    The queue is ``queue``, else the one its ``@task(queue=)`` names, else ``default_queue``.
+    """
     if isinstance(task_func, str):
         if registry.resolve(task_func) is None:
             known = ", ".join(registry.get_all_task_types()) or "none"
@@ -142,6 +170,9 @@ def build(
         raise TaskArgumentError(
             f"task_func must be an async function or a task type name, got {type(task_func).__name__}."
         )
+    options = registry.options_for(task_type)
+    if queue is None:
+        queue = options.queue or default_queue
     _check_option_types(
         priority=priority,
         task_id=task_id,
@@ -173,6 +204,8 @@ def build(
         use_cache=use_cache,
         cache_ttl=cache_ttl,
         created_by_id=created_by_id,
+        max_attempts=options.max_attempts,
+        run_after=run_after_time(run_after),
     )
 
 

@@ -110,3 +110,40 @@ async def two_steps(name: str, progress_callback: Any = None) -> str:
     started_event(f"{name}-2").set()
     await gate(f"{name}-2").wait()
     return name
+
+
+# --- retries: each counts its runs per name in ``attempts_seen`` --------------------------
+
+attempts_seen: dict[str, int] = {}
+
+
+class Flaky(Exception):
+    """A failure worth retrying."""
+
+
+def _count(name: str) -> int:
+    attempts_seen[name] = attempts_seen.get(name, 0) + 1
+    return attempts_seen[name]
+
+
+@task("flaky", max_attempts=3, retry_backoff=0.01, retry_on=(Flaky,))
+async def flaky(name: str, failures: int) -> int:
+    """Raise ``Flaky`` on the first ``failures`` runs, then return the run number."""
+    run = _count(name)
+    if run <= failures:
+        raise Flaky(f"failure {run}")
+    return run
+
+
+@task("slow_then_quick", max_attempts=2, retry_backoff=0.01, retry_on=(TimeoutError,))
+async def slow_then_quick(name: str) -> int:
+    """Hang on the first run (to hit its timeout), return at once on the next."""
+    run = _count(name)
+    if run == 1:
+        await asyncio.sleep(600)
+    return run
+
+
+@task("report", queue="reports")
+async def report(name: str) -> str:
+    return name

@@ -1,10 +1,14 @@
-"""A running worker's background duties: heartbeats, other processes' changes, retention."""
+"""A running worker's background duties: heartbeats, lease recovery, other processes' changes,
+retention."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from django.utils import timezone
 
 from .. import store
 from .db import DatabaseThread
@@ -14,7 +18,13 @@ from .pool import WorkerPool
 logger = logging.getLogger(__name__)
 
 # Seconds between heartbeats of the worker's row (its liveness for the admin and for leases).
+# A third of the lease when the lease is short, so two missed beats never cost a live worker
+# its tasks.
 HEARTBEAT_INTERVAL = 5.0
+# Rows of workers that stopped (cleanly or found dead) are kept this long for the admin.
+STOPPED_WORKER_RETENTION = timedelta(days=1)
+# Seconds between prunes of those rows (any live worker does it).
+PRUNE_INTERVAL = 600.0
 
 
 class Housekeeper:
@@ -23,6 +33,9 @@ class Housekeeper:
     Futures of tasks that run in other processes resolve from the stored outcome; a cancel
     request stored by another process cancels the task here; the worker's row gets its
     heartbeat. Retention cleanup runs on its own, slower interval (none when disabled).
+
+    On its own loop, every heartbeat interval: the heartbeat (a worker that finds its lease
+    taken drops its tasks and registers again), then lease recovery of dead workers' tasks.
     """
 
     def __init__(
@@ -35,6 +48,8 @@ class Housekeeper:
         poll_interval: float,
         cleanup: Callable[[], Awaitable[int]] | None,
         cleanup_interval: float,
+        lease: float = 30.0,
+        register: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._worker_id = worker_id
         self._db = db
@@ -43,10 +58,13 @@ class Housekeeper:
         self._poll_interval = poll_interval
         self._cleanup = cleanup
         self._cleanup_interval = cleanup_interval
+        self._lease = lease
+        self._register = register
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._poll_loop(), name=f"atw-housekeeping-{self._worker_id}"))
+        self._tasks.append(asyncio.create_task(self._lease_loop(), name=f"atw-lease-{self._worker_id}"))
         if self._cleanup is not None:
             self._tasks.append(
                 asyncio.create_task(self._cleanup_loop(), name=f"atw-cleanup-{self._worker_id}")
@@ -59,17 +77,58 @@ class Housekeeper:
         self._tasks = []
 
     async def _poll_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_heartbeat = loop.time() + HEARTBEAT_INTERVAL
         while True:
             await asyncio.sleep(self._poll_interval)
             try:
                 await self._poll_once()
-                if loop.time() >= next_heartbeat:
-                    await self._db.run(store.heartbeat, self._worker_id, len(self._pool.running))
-                    next_heartbeat = loop.time() + HEARTBEAT_INTERVAL
-            except Exception:
-                logger.exception("worker housekeeping failed; retrying at the next poll")
+            except Exception as exc:
+                logger.warning("worker housekeeping failed (%s); retrying at the next poll", _brief(exc))
+
+    async def _lease_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = min(HEARTBEAT_INTERVAL, self._lease / 3)
+        next_prune = loop.time()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.beat()
+                await self.recover()
+                if loop.time() >= next_prune:
+                    cutoff = timezone.now() - STOPPED_WORKER_RETENTION
+                    await self._db.run(store.prune_workers, cutoff)
+                    next_prune = loop.time() + PRUNE_INTERVAL
+            except Exception as exc:
+                logger.warning("heartbeat or lease recovery failed (%s); retrying", _brief(exc))
+
+    async def beat(self) -> None:
+        """Heartbeat; if the lease was lost meanwhile, drop the running tasks and register again."""
+        if await self._db.run(store.heartbeat, self._worker_id, len(self._pool.running)):
+            return
+        dropped = self._pool.abandon_all()
+        logger.error(
+            "worker %s missed its lease (no heartbeat for %g s): its %d running tasks were recovered "
+            "by another worker and are dropped here; registering again",
+            self._worker_id,
+            self._lease,
+            dropped,
+        )
+        if self._register is not None:
+            await self._register()
+            self._pool.wake()
+
+    async def recover(self) -> store.Reaped:
+        """Recover the running tasks of workers whose lease expired (see ``store.reap_stale_workers``)."""
+        reaped = await self._db.run(store.reap_stale_workers, timedelta(seconds=self._lease))
+        if reaped.requeued or reaped.failed:
+            logger.warning(
+                "recovered tasks of dead workers %s: %d back to pending, %d failed (no attempts left)",
+                ",".join(reaped.workers) or "(already marked)",
+                len(reaped.requeued),
+                len(reaped.failed),
+            )
+            if reaped.requeued:
+                self._pool.wake()
+        return reaped
 
     async def _poll_once(self) -> None:
         running = self._pool.running
@@ -89,3 +148,8 @@ class Housekeeper:
                 await self._cleanup()
             except Exception:
                 logger.exception("retention cleanup failed; retrying at the next interval")
+
+
+def _brief(exc: BaseException) -> str:
+    """One line about a failure, for logs that repeat while the database is away."""
+    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"

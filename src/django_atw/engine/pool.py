@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 from collections.abc import Sequence
+from datetime import timedelta
 
 from django.utils import timezone
 
-from .. import store
+from .. import registry, store
+from ..exceptions import TaskTimeoutError
 from ..status import TaskStatus
 from ..store import ClaimedTask, Outcome
 from .db import DatabaseThread
 from .executor import TaskExecutor
-from .futures import CANCEL_ERROR_TYPE
+from .futures import CANCEL_ERROR_TYPE, TIMEOUT_ERROR_TYPE
 from .writer import OutcomeWriter
 
 logger = logging.getLogger(__name__)
@@ -21,8 +25,37 @@ logger = logging.getLogger(__name__)
 # Why a running task's coroutine was cancelled.
 USER_CANCEL = "user"
 SHUTDOWN = "shutdown"
+# Lease recovery gave the task to another run: this run's outcome must not be written.
+LEASE_LOST = "lease-lost"
 # How long stop() waits for cancelled coroutines to unwind before it gives up on them.
 UNWIND_TIMEOUT = 5.0
+# The longest wait between retries, however many attempts a task type allows.
+MAX_RETRY_DELAY = 3600.0
+
+
+def retry_delay(backoff: float, attempt: int) -> float:
+    """Seconds before the retry after failed ``attempt`` (1-based): exponential, with jitter.
+
+    ``backoff * 2**(attempt-1)``, capped, then drawn from its upper half ("equal jitter"), so
+    tasks that failed together do not all come back in the same instant.
+    """
+    delay = min(MAX_RETRY_DELAY, backoff * 2.0 ** (attempt - 1))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+def should_retry(claim: ClaimedTask, outcome: Outcome) -> bool:
+    """Return True if a failed run may be tried again: attempts remain and its type retries it.
+
+    A timeout is a ``TaskTimeoutError`` (also matched by ``TimeoutError`` in ``retry_on``).
+    """
+    if outcome.status is not TaskStatus.FAILED or claim.attempts >= claim.max_attempts:
+        return False
+    retry_on = registry.options_for(claim.task_type).retry_on
+    if not retry_on:
+        return False
+    if outcome.error_type == TIMEOUT_ERROR_TYPE:
+        return issubclass(TaskTimeoutError, retry_on) or issubclass(TimeoutError, retry_on)
+    return outcome.exception is not None and isinstance(outcome.exception, retry_on)
 
 
 class WorkerPool:
@@ -58,7 +91,11 @@ class WorkerPool:
         self._maybe_more = True
         self._reserved = 0
         self._stopping = False
-        self._cancel_reasons: dict[str, str] = {}
+        # True from a claim's start until its tasks are started: they are neither pending in the
+        # database nor running here yet (``--burst`` must not take that moment for "drained").
+        self.claiming = False
+        self._stop_requested = asyncio.Event()
+        self._cancel_reasons: dict[asyncio.Task[None], str] = {}
         self._released: list[str] = []
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -99,24 +136,41 @@ class WorkerPool:
         return self.max_workers - len(self.running) - self._reserved
 
     async def _claim_loop(self) -> None:
+        failures_delay = self._poll_interval
         while not self._stopping:
             # Clear before claiming: a wake-up that arrives during the claim is kept.
             self._wake.clear()
             free = self._free()
             if free > 0 and self._maybe_more:
                 want = min(free, self._batch_size)
+                self.claiming = True
                 try:
                     claims = await self._db.run(store.claim_batch, self.worker_id, self.queues, want)
-                except Exception:
-                    logger.exception("claiming tasks failed; retrying in %.1fs", self._poll_interval)
-                    await asyncio.sleep(self._poll_interval)
+                except Exception as exc:
+                    self.claiming = False
+                    # Back off while the database is away (a restart, a failover), up to 8 polls.
+                    logger.warning(
+                        "claiming tasks failed (%s: %s); retrying in %.1fs",
+                        type(exc).__name__,
+                        str(exc).strip()[:200],
+                        failures_delay,
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(failures_delay):
+                            await self._stop_requested.wait()  # stop() need not wait out the backoff
+                    failures_delay = min(failures_delay * 2, self._poll_interval * 8)
                     continue
+                if failures_delay > self._poll_interval:
+                    logger.info("claiming tasks works again")
+                failures_delay = self._poll_interval
                 if self._stopping:
                     # stop() began during the claim: these never started, so hand them back.
                     await self._db.run(store.release, self.worker_id, [c.id for c in claims])
+                    self.claiming = False
                     break
                 for claim in claims:
                     self._start(claim)
+                self.claiming = False
                 self._maybe_more = len(claims) == want
                 if self._maybe_more and self._free() > 0:
                     continue
@@ -127,19 +181,38 @@ class WorkerPool:
                 self._maybe_more = True  # the poll: tasks may have been added by another process
 
     def _start(self, claim: ClaimedTask) -> None:
-        logger.debug("task started id=%s type=%s", claim.id, claim.task_type)
+        stale = self.running.get(claim.id)
+        if stale is not None:
+            # Lease recovery returned this task to the queue while it still ran here, and this
+            # worker claimed it again: the old run must stop, and its outcome is fenced off.
+            self._cancel_reasons[stale] = LEASE_LOST
+            stale.cancel()
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "task started id=%s type=%s attempt=%d/%d",
+                claim.id,
+                claim.task_type,
+                claim.attempts,
+                claim.max_attempts,
+            )
         self.running[claim.id] = asyncio.create_task(
             self._run_one(claim), name=f"atw-task-{claim.task_type}[{claim.id}]"
         )
 
     async def _run_one(self, claim: ClaimedTask) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        began = asyncio.get_running_loop().time()
         try:
             outcome = await self._executor.execute(claim)
         except asyncio.CancelledError:
-            reason = self._cancel_reasons.pop(claim.id, SHUTDOWN)
-            if reason == SHUTDOWN:
-                self._released.append(claim.id)
-                self._executor.progress.forget(claim.id)
+            reason = self._cancel_reasons.pop(me, SHUTDOWN)
+            if reason != USER_CANCEL:
+                if reason == SHUTDOWN:
+                    self._released.append(claim.id)
+                if self.running.get(claim.id) is me:
+                    self._executor.progress.forget(claim.id)
+                self._log_end(claim, reason, began)
                 return
             outcome = Outcome(
                 task_id=claim.id,
@@ -150,24 +223,67 @@ class WorkerPool:
                 completed_at=timezone.now(),
             )
         finally:
-            del self.running[claim.id]
+            if self.running.get(claim.id) is me:
+                del self.running[claim.id]
             if self._maybe_more:
                 self._wake.set()
+        self._cancel_reasons.pop(me, None)
         self._executor.progress.forget(claim.id)
+        outcome.attempt = claim.attempts
+        if should_retry(claim, outcome):
+            delay = retry_delay(registry.options_for(claim.task_type).retry_backoff, claim.attempts)
+            outcome.status = TaskStatus.PENDING
+            outcome.run_after = timezone.now() + timedelta(seconds=delay)
+            outcome.completed_at = None
+            # Come back for it when it is due, rather than at the next poll.
+            asyncio.get_running_loop().call_later(delay, self.wake)
+            logger.warning(
+                "task failed, retrying in %.2fs id=%s type=%s attempt=%d/%d error=%s",
+                delay,
+                claim.id,
+                claim.task_type,
+                claim.attempts,
+                claim.max_attempts,
+                outcome.error_type,
+            )
+        self._log_end(claim, outcome.status.value, began)
         self._writer.submit(outcome)
+
+    def _log_end(self, claim: ClaimedTask, outcome: str, began: float) -> None:
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "task finished id=%s type=%s outcome=%s duration=%.3fs",
+                claim.id,
+                claim.task_type,
+                "retry" if outcome == TaskStatus.PENDING.value else outcome,
+                asyncio.get_running_loop().time() - began,
+            )
 
     def cancel(self, task_id: str) -> bool:
         """Cancel a task running here; its outcome is written as cancelled."""
         running = self.running.get(task_id)
         if running is None:
             return False
-        self._cancel_reasons[task_id] = USER_CANCEL
+        self._cancel_reasons[running] = USER_CANCEL
         running.cancel()
         return True
+
+    def abandon_all(self) -> int:
+        """Stop every running task without writing an outcome: lease recovery took them.
+
+        Called when this worker finds its lease expired (another worker marked it dead and
+        returned its tasks to the queue); finishing them here would run them twice at once.
+        """
+        abandoned = list(self.running.values())
+        for running in abandoned:
+            self._cancel_reasons[running] = LEASE_LOST
+            running.cancel()
+        return len(abandoned)
 
     async def stop_claiming(self) -> None:
         """Stop taking new tasks; running ones go on."""
         self._stopping = True
+        self._stop_requested.set()
         self._wake.set()
         if self._loop_task is not None:
             await self._loop_task
@@ -180,8 +296,8 @@ class WorkerPool:
         if self.running:
             await asyncio.wait(list(self.running.values()), timeout=timeout)
         leftovers = dict(self.running)
-        for task_id, running in leftovers.items():
-            self._cancel_reasons.setdefault(task_id, SHUTDOWN)
+        for running in leftovers.values():
+            self._cancel_reasons.setdefault(running, SHUTDOWN)
             running.cancel()
         if leftovers:
             _, hung = await asyncio.wait(leftovers.values(), timeout=UNWIND_TIMEOUT)

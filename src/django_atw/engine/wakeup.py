@@ -1,16 +1,46 @@
-"""Wake the workers of this process when a task is added, from any thread.
+"""Wake workers when a task is added or a cancel is requested: in this process and across.
 
-Cross-process wake-ups (PostgreSQL NOTIFY, channel-layer messages) build on this later;
-until then other processes find new tasks at their poll interval.
+In-process: ``notify`` and ``notify_cancel`` call the listening workers' callbacks on their
+loops, from any thread. Across processes on PostgreSQL, ``store`` NOTIFYs in the statement
+that adds or releases tasks (and on a cancel request), and each worker's ``PostgresListener``
+LISTENs on its own connection. On other databases, when a channel layer that crosses
+processes (Redis) is configured, ``broadcast``/``abroadcast`` send a message to the group
+``WAKEUP_GROUP`` and each worker's ``ChannelLayerListener`` receives it. Polling at the
+worker's poll interval stays the fallback: a lost wake-up only delays a task, never loses it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterable
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.db import connections
+
+from ..store import CANCEL_CHANNEL, TASK_ADDED_CHANNEL
+
+logger = logging.getLogger(__name__)
+
+# Reconnect delays of a listener whose connection dropped: start small (a restart is quick),
+# double up to the cap so a long outage does not flood the logs or the server.
+RECONNECT_DELAY = 0.5
+MAX_RECONNECT_DELAY = 10.0
+# The channel-layer group every worker joins when wake-ups travel over the channel layer, and
+# the message types sent to it (Channels maps "atw.wakeup" to a handler name; none is needed).
+WAKEUP_GROUP = "atw.wakeup"
+TASKS_ADDED = "atw.wakeup.added"
+CANCEL_REQUESTED = "atw.wakeup.cancel"
+# Seconds a broadcast may take before it is given up (the layer is down: polling covers it).
+BROADCAST_TIMEOUT = 1.0
+# Seconds between re-joins of the group: channels_redis forgets a membership after a day.
+GROUP_REFRESH = 3600.0
+# Connection parameters Django passes to psycopg that only make sense for its own cursors.
+_DJANGO_ONLY_PARAMS = ("context", "cursor_factory", "prepare_threshold", "server_side_binding", "pool")
 
 
 class _Listener:
@@ -74,3 +104,220 @@ def _call(loop: asyncio.AbstractEventLoop, func: Callable[..., object], *args: o
     elif not loop.is_closed():
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(func, *args)
+
+
+class PostgresListener:
+    """LISTEN for added tasks and cancel requests on a dedicated psycopg async connection.
+
+    Runs as one task on the worker's loop. ``wake`` is called when tasks were added to one of
+    ``queues`` (by any process, on commit), ``cancel(task_id)`` when a cancel was requested.
+    A dropped connection is logged and reopened with backoff; after a reconnect the worker is
+    woken once, since notifications sent meanwhile are lost.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        queues: Iterable[str],
+        wake: Callable[[], None],
+        cancel: Callable[[str], object],
+        alias: str = "default",
+    ) -> None:
+        self._name = name
+        self._queues = frozenset(queues)
+        self._wake = wake
+        self._cancel = cancel
+        self._alias = alias
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    @staticmethod
+    def available(alias: str = "default") -> bool:
+        """True when the database is PostgreSQL (and psycopg 3 is importable)."""
+        if connections[alias].vendor != "postgresql":
+            return False
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"atw-listen-{self._name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def _params(self) -> dict[str, Any]:
+        params = dict(connections[self._alias].get_connection_params())
+        for name in _DJANGO_ONLY_PARAMS:
+            params.pop(name, None)
+        return params
+
+    async def _run(self) -> None:
+        import psycopg
+
+        delay = RECONNECT_DELAY
+        lost = False
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(**self._params(), autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {TASK_ADDED_CHANNEL}")
+                    await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
+                    if lost:
+                        logger.info("wake-up listener reconnected worker=%s", self._name)
+                        self._wake()  # notifications sent while disconnected are lost
+                    delay = RECONNECT_DELAY
+                    self.connected.set()
+                    async for note in conn.notifies():
+                        if note.channel == TASK_ADDED_CHANNEL:
+                            if note.payload in self._queues:
+                                self._wake()
+                        elif note.channel == CANCEL_CHANNEL:
+                            self._cancel(note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                lost = True
+                self.connected.clear()
+                logger.warning(
+                    "wake-up listener lost its connection (%s); polling meanwhile, retrying in %.1fs",
+                    _brief(exc),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RECONNECT_DELAY)
+
+
+def remote_layer() -> Any:
+    """Return the default channel layer if it reaches other processes and the database is not
+    PostgreSQL (which wakes them with NOTIFY); else None."""
+    if connections["default"].vendor == "postgresql":
+        return None
+    try:
+        from channels.layers import InMemoryChannelLayer, get_channel_layer
+    except ImportError:
+        return None
+    layer = get_channel_layer()
+    if layer is None or isinstance(layer, InMemoryChannelLayer):
+        return None
+    return layer
+
+
+async def abroadcast(*, queues: Iterable[str] = (), cancel: str | None = None) -> None:
+    """Tell workers in other processes, over the channel layer, about added tasks or a cancel.
+
+    Does nothing where ``remote_layer`` is None. Never raises: the task is stored already and
+    the workers' polling finds it; a failure is logged.
+    """
+    layer = remote_layer()
+    if layer is None:
+        return
+    if cancel is not None:
+        message: dict[str, Any] = {"type": CANCEL_REQUESTED, "task_id": cancel}
+    else:
+        message = {"type": TASKS_ADDED, "queues": sorted(set(queues))}
+        if not message["queues"]:
+            return
+    try:
+        async with asyncio.timeout(BROADCAST_TIMEOUT):
+            await layer.group_send(WAKEUP_GROUP, message)
+    except Exception as exc:
+        logger.warning("could not send a wake-up over the channel layer (%s); workers will poll", _brief(exc))
+
+
+def broadcast(*, queues: Iterable[str] = (), cancel: str | None = None) -> None:
+    """Sync version of ``abroadcast`` (for ``enqueue`` and ``cancel_task`` in sync code)."""
+    if remote_layer() is not None:
+        async_to_sync(abroadcast)(queues=list(queues), cancel=cancel)
+
+
+class ChannelLayerListener:
+    """Receive wake-ups from the channel layer on the worker's loop (databases without NOTIFY).
+
+    Joins ``WAKEUP_GROUP`` with a channel of its own. A failure (Redis restarting) is logged
+    and the listener joins again with backoff; after a rejoin the worker is woken once.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        queues: Iterable[str],
+        wake: Callable[[], None],
+        cancel: Callable[[str], object],
+    ) -> None:
+        self._name = name
+        self._queues = frozenset(queues)
+        self._wake = wake
+        self._cancel = cancel
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"atw-layer-listen-{self._name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        delay = RECONNECT_DELAY
+        lost = False
+        while True:
+            layer = remote_layer()
+            if layer is None:
+                return
+            channel: str | None = None
+            try:
+                channel = await layer.new_channel()
+                await layer.group_add(WAKEUP_GROUP, channel)
+                if lost:
+                    logger.info("wake-up listener reconnected worker=%s", self._name)
+                    self._wake()
+                delay = RECONNECT_DELAY
+                self.connected.set()
+                await self._receive(layer, channel)
+            except asyncio.CancelledError:
+                if channel is not None:
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(BROADCAST_TIMEOUT):
+                            await layer.group_discard(WAKEUP_GROUP, channel)
+                raise
+            except Exception as exc:
+                lost = True
+                self.connected.clear()
+                logger.warning(
+                    "wake-up listener lost the channel layer (%s); polling meanwhile, retrying in %.1fs",
+                    _brief(exc),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RECONNECT_DELAY)
+
+    async def _receive(self, layer: Any, channel: str) -> None:
+        loop = asyncio.get_running_loop()
+        refresh_at = loop.time() + GROUP_REFRESH
+        while True:
+            try:
+                async with asyncio.timeout(max(0.0, refresh_at - loop.time())):
+                    message = await layer.receive(channel)
+            except TimeoutError:
+                await layer.group_add(WAKEUP_GROUP, channel)
+                refresh_at = loop.time() + GROUP_REFRESH
+                continue
+            if message.get("type") == TASKS_ADDED:
+                if self._queues.intersection(message.get("queues", ())):
+                    self._wake()
+            elif message.get("type") == CANCEL_REQUESTED:
+                self._cancel(str(message.get("task_id")))
+
+
+def _brief(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__

@@ -11,7 +11,7 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -34,6 +34,9 @@ from .pool import UNWIND_TIMEOUT, WorkerPool
 from .writer import OutcomeWriter
 
 logger = logging.getLogger(__name__)
+
+# Seconds start() waits for the wake-up listener's connection before going on without it.
+LISTEN_TIMEOUT = 5.0
 
 
 def _positive(name: str, value: Any, *, allow_none: bool = False, allow_zero: bool = False) -> None:
@@ -60,6 +63,8 @@ class AsyncTaskWorker:
     - ``max_queue_size``: refuse ``add_task`` with ``QueueFullError`` when this many tasks are pending.
     - ``task_retention_days``: finished tasks older than this are deleted (None keeps them).
     - ``cleanup_interval``: seconds between retention cleanups; 0 disables them.
+    - ``worker_lease``: seconds without a heartbeat after which other workers recover this
+      worker's running tasks (``ATW["WORKER_LEASE"]``).
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class AsyncTaskWorker:
         queues: Sequence[str] = ("default",),
         progress_interval: float = 0.1,
         claim_batch_size: int = 100,
+        worker_lease: float = 30.0,
     ) -> None:
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ValueError(f"max_workers must be a positive int, got {max_workers!r}.")
@@ -89,6 +95,7 @@ class AsyncTaskWorker:
         _positive("task_retention_days", task_retention_days, allow_none=True, allow_zero=True)
         _positive("cleanup_interval", cleanup_interval, allow_zero=True)
         _positive("progress_interval", progress_interval)
+        _positive("worker_lease", worker_lease)
         if (
             isinstance(claim_batch_size, bool)
             or not isinstance(claim_batch_size, int)
@@ -112,6 +119,7 @@ class AsyncTaskWorker:
         self.queues = list(dict.fromkeys(queues))
         self.progress_interval = progress_interval
         self.claim_batch_size = claim_batch_size
+        self.worker_lease = worker_lease
 
         self.worker_id = ""
         self.running = False
@@ -123,6 +131,7 @@ class AsyncTaskWorker:
         self._progress: ProgressTracker | None = None
         self._futures = TaskFutureManager()
         self._housekeeper: Housekeeper | None = None
+        self._listener: wakeup.PostgresListener | wakeup.ChannelLayerListener | None = None
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> AsyncTaskWorker:
@@ -138,6 +147,7 @@ class AsyncTaskWorker:
             "queues": [conf.DEFAULT_QUEUE],
             "progress_interval": conf.PROGRESS_INTERVAL,
             "claim_batch_size": conf.CLAIM_BATCH_SIZE,
+            "worker_lease": conf.WORKER_LEASE,
         }
         options.update(overrides)
         return cls(**options)
@@ -171,14 +181,7 @@ class AsyncTaskWorker:
             self._write_db = (
                 DatabaseThread(f"atw-write-{self.worker_id}") if _separate_write_connection() else self._db
             )
-            await self._db.run(
-                store.register_worker,
-                self.worker_id,
-                socket.gethostname(),
-                os.getpid(),
-                self.queues,
-                self.max_workers,
-            )
+            await self._register()
             self._futures = TaskFutureManager()
             self._progress = ProgressTracker(self._progress_changed)
             self._writer = OutcomeWriter(
@@ -210,9 +213,26 @@ class AsyncTaskWorker:
                 poll_interval=self.worker_poll_interval,
                 cleanup=self.cleanup_old_tasks if retention else None,
                 cleanup_interval=self.cleanup_interval,
+                lease=self.worker_lease,
+                register=self._register,
             )
             self._housekeeper.start()
             wakeup.listen(self, self.queues, self._pool.wake, self._pool.cancel)
+            if wakeup.PostgresListener.available():
+                self._listener = wakeup.PostgresListener(
+                    self.worker_id, self.queues, self._pool.wake, self._pool.cancel
+                )
+            elif wakeup.remote_layer() is not None:
+                self._listener = wakeup.ChannelLayerListener(
+                    self.worker_id, self.queues, self._pool.wake, self._pool.cancel
+                )
+            if self._listener is not None:
+                self._listener.start()
+                # Listening before start() returns: a task added right after is never missed.
+                # Bounded: with LISTEN unavailable the worker still polls.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(LISTEN_TIMEOUT):
+                        await self._listener.connected.wait()
             self.running = True
             logger.info(
                 "worker started id=%s max_workers=%d queues=%s", self.worker_id, self.max_workers, self.queues
@@ -229,15 +249,28 @@ class AsyncTaskWorker:
         assert self._pool is not None and self._writer is not None and self._db is not None
         self.running = False
         wakeup.unlisten(self)
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
         await self._pool.stop_claiming()
         unfinished = await self._pool.drain(timeout)
-        await self._writer.stop()
+        # Bounded: with the database away, outcomes not stored by then are left to lease recovery.
+        await self._writer.stop(timeout=max(timeout, self.worker_poll_interval))
         if self._housekeeper is not None:
             await self._housekeeper.stop()
         if unfinished:
-            released = await self._db.run(store.release, self.worker_id, unfinished)
-            logger.info("returned %d unfinished tasks to pending", released)
+            try:
+                released = await self._db.run(store.release, self.worker_id, unfinished)
+                logger.info("returned %d unfinished tasks to pending", released)
+            except Exception as exc:
+                logger.warning(
+                    "could not return %d unfinished tasks to pending (%s); lease recovery will",
+                    len(unfinished),
+                    type(exc).__name__,
+                )
+                unfinished = []
         self._futures.cancel_all()
+        # Marked stopped, any task this worker could not store or release is recovered at once.
         with contextlib.suppress(Exception):
             await self._db.run(store.mark_worker_stopped, self.worker_id)
         if self._write_db is not self._db and self._write_db is not None:
@@ -259,6 +292,7 @@ class AsyncTaskWorker:
         cache_ttl: int | None = None,
         cache_key_fn: Callable[..., str] | None = None,
         queue: str | None = None,
+        run_after: datetime | timedelta | None = None,
         **kwargs: Any,
     ) -> str:
         """Store a task and return its id; a worker (this one, or any other) runs it.
@@ -266,7 +300,9 @@ class AsyncTaskWorker:
         ``task_func`` is a registered or importable async function, or a task type name.
         Arguments must be JSON values. Raises ``RuntimeError`` if the worker is not running
         (use ``django_atw.aenqueue`` where no worker runs), ``TaskDefinitionError`` for input
-        that cannot be stored, ``QueueFullError`` past ``max_queue_size``.
+        that cannot be stored, ``QueueFullError`` past ``max_queue_size``. ``queue`` defaults to
+        the task type's ``@task(queue=)``, else this worker's first queue; ``run_after`` (an aware
+        datetime or a timedelta from now) defers the task.
         """
         self._require_running("add_task")
         if cache_key_fn is not None and not callable(cache_key_fn):
@@ -281,7 +317,9 @@ class AsyncTaskWorker:
             timeout=timeout,
             use_cache=use_cache,
             cache_ttl=cache_ttl,
-            queue=queue if queue is not None else self.queues[0],
+            queue=queue,
+            default_queue=self.queues[0],
+            run_after=run_after,
         )
         (added,) = await self._insert([new])
         return added
@@ -295,6 +333,7 @@ class AsyncTaskWorker:
         metadata: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         queue: str | None = None,
+        run_after: datetime | timedelta | None = None,
     ) -> list[str]:
         """Store many calls of one task with a single INSERT; return their ids in order.
 
@@ -308,9 +347,22 @@ class AsyncTaskWorker:
             priority=priority,
             metadata=metadata,
             timeout=timeout,
-            queue=queue if queue is not None else self.queues[0],
+            queue=queue,
+            default_queue=self.queues[0],
+            run_after=run_after,
         )
         return await self._insert(new)
+
+    async def _register(self) -> None:
+        assert self._db is not None
+        await self._db.run(
+            store.register_worker,
+            self.worker_id,
+            socket.gethostname(),
+            os.getpid(),
+            self.queues,
+            self.max_workers,
+        )
 
     async def _insert(self, new: list[submit.NewTask]) -> list[str]:
         assert self._db is not None and self._pool is not None
@@ -323,7 +375,7 @@ class AsyncTaskWorker:
                 )
         # Tasks this worker can start at once are stored already claimed by it: one round trip
         # from add_task to the task running, instead of an insert, a wake-up and a claim.
-        mine = [n for n in new if n.queue in self.queues]
+        mine = [n for n in new if n.queue in self.queues and n.run_after is None]
         reserved = self._pool.reserve(len(mine)) if mine else 0
         for task in mine[:reserved]:
             task.claimed_by = self.worker_id
@@ -338,9 +390,14 @@ class AsyncTaskWorker:
         if len(mine) > reserved:
             self._pool.wake()
         wakeup.notify({n.queue for n in new} - set(self.queues))
+        await wakeup.abroadcast(queues={n.queue for n in new if n.claimed_by is None})
         return ids
 
     # --- reading --------------------------------------------------------------------------
+
+    def is_idle(self) -> bool:
+        """True when no task runs here and no claim is in flight (for draining, ``--burst``)."""
+        return self._pool is None or (not self._pool.running and not self._pool.claiming)
 
     def running_task_ids(self) -> list[str]:
         """Return the ids of the tasks running in this worker now."""
@@ -395,6 +452,7 @@ class AsyncTaskWorker:
             return True
         if outcome == store.CANCEL_REQUESTED:
             wakeup.notify_cancel(task_id)  # at once if another worker of this process runs it
+            await wakeup.abroadcast(cancel=task_id)  # and in other processes (PostgreSQL: NOTIFY)
             return True
         return False
 
@@ -464,8 +522,8 @@ class AsyncTaskWorker:
     def _on_committed(self, outcomes: Sequence[Outcome]) -> None:
         futures = self._futures
         for outcome in outcomes:
-            if not futures.has(outcome.task_id):
-                continue
+            if outcome.status is TaskStatus.PENDING or not futures.has(outcome.task_id):
+                continue  # a retry: the future resolves when a later attempt ends
             if outcome.status is TaskStatus.COMPLETED:
                 result = json.loads(outcome.result_json) if outcome.result_json is not None else None
                 futures.set_result(outcome.task_id, result)
@@ -497,7 +555,9 @@ class AsyncTaskWorker:
 def _claimed(task_id: str, task: submit.NewTask) -> store.ClaimedTask:
     """The claim of a task this worker stored as its own; arguments as a claim would read them."""
     args, kwargs = json.loads(json.dumps([task.args, task.kwargs]))
-    return store.ClaimedTask(task_id, task.task_type, args, kwargs, task.timeout, task.priority, None, 1)
+    return store.ClaimedTask(
+        task_id, task.task_type, args, kwargs, task.timeout, task.priority, None, 1, task.max_attempts
+    )
 
 
 def _separate_write_connection() -> bool:

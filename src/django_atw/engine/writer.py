@@ -21,7 +21,8 @@ class OutcomeWriter:
     transaction, so an idle system adds no delay and a busy one makes few commits. Progress is
     written on a timer, at most once per ``progress_interval``, always the latest value.
     ``on_committed`` runs after each commit (futures resolve only once the outcome is durable).
-    A failed write is retried: nothing is dropped while the database is away.
+    A failed write is retried: nothing is dropped while the database is away, except on a
+    stop that outlasts its timeout, which leaves those rows running for lease recovery.
     """
 
     def __init__(
@@ -46,6 +47,7 @@ class OutcomeWriter:
         self._progress_due = False
         self._timer: asyncio.TimerHandle | None = None
         self._stopping = False
+        self._in_flight = 0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -72,14 +74,28 @@ class OutcomeWriter:
         while self._outcomes or not self._idle.is_set():
             await self._idle.wait()
 
-    async def stop(self) -> None:
-        """Write what is queued (progress included), then stop."""
-        await self.flush()
-        self._stopping = True
-        self._progress_due = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
+    async def stop(self, timeout: float | None = None) -> None:
+        """Write what is queued (progress included), then stop; give up after ``timeout`` seconds.
+
+        Giving up (the database stayed away) leaves the unwritten tasks running under this
+        worker: once its heartbeat is older than the lease, another worker recovers them.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                await self.flush()
+                self._stopping = True
+                self._progress_due = True
+                self._wake.set()
+                if self._task is not None:
+                    await asyncio.shield(self._task)
+        except TimeoutError:
+            logger.warning(
+                "could not store %d outcomes before stopping; leaving them to lease recovery",
+                len(self._outcomes) + self._in_flight,
+            )
+            if self._task is not None:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
         if self._timer is not None:
             self._timer.cancel()
 
@@ -98,15 +114,24 @@ class OutcomeWriter:
                 return
 
     async def _write(self, progress: list[tuple[str, float]], outcomes: list[Outcome]) -> None:
+        self._in_flight = len(outcomes)
+        delay = self._retry_interval
         while True:
             try:
                 await self._db.run(store.write_batch, self._worker_id, progress, outcomes)
-            except Exception:
-                logger.exception(
-                    "could not store %d outcomes; retrying in %.1fs", len(outcomes), self._retry_interval
+            except Exception as exc:
+                logger.warning(
+                    "could not store %d outcomes (%s: %s); retrying in %.1fs",
+                    len(outcomes),
+                    type(exc).__name__,
+                    str(exc).strip()[:200],
+                    delay,
                 )
-                await asyncio.sleep(self._retry_interval)
+                await asyncio.sleep(delay)
+                # Back off while the database stays away, up to a few poll intervals.
+                delay = min(delay * 2, self._retry_interval * 8)
                 continue
             break
+        self._in_flight = 0
         if outcomes:
             self._on_committed(outcomes)

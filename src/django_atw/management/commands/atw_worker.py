@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -15,6 +17,7 @@ from ...engine.worker import AsyncTaskWorker
 from ...store import count_pending
 
 logger = logging.getLogger("django_atw.worker")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def _positive_int(value: str) -> int:
@@ -53,6 +56,12 @@ class Command(BaseCommand):
             "--grace", type=_positive_float, default=30.0, help="Seconds running tasks get on stop."
         )
         parser.add_argument("--burst", action="store_true", help="Run what is pending, then exit.")
+        parser.add_argument(
+            "--log-level",
+            choices=LOG_LEVELS,
+            default="info",
+            help="Level of the django_atw loggers (info: one line per task start and end).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         overrides: dict[str, Any] = {}
@@ -67,6 +76,7 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         get_settings()
+        _configure_logging(options["log_level"])
         asyncio.run(self._run(worker, grace=options["grace"], burst=options["burst"]))
 
     async def _run(self, worker: AsyncTaskWorker, *, grace: float, burst: bool) -> None:
@@ -78,8 +88,13 @@ class Command(BaseCommand):
             nonlocal signals
             signals += 1
             if signals > 1:
-                self.stderr.write("second signal: exiting now; unfinished tasks stay running in the database")
-                raise SystemExit(1)
+                self.stderr.write(
+                    "second signal: exiting now; the running tasks are recovered by another worker "
+                    "once this one's lease expires"
+                )
+                self.stderr.flush()
+                # At once: no cleanup that could wait on a database call or a task.
+                os._exit(1)
             self.stdout.write(f"received {signal.Signals(signum).name}: stopping (grace {grace:g} s)")
             stop.set()
 
@@ -102,11 +117,24 @@ class Command(BaseCommand):
         from asgiref.sync import sync_to_async
 
         while not stop.is_set():
-            pending = await sync_to_async(count_pending)(worker.queues)
-            if pending == 0 and not worker.running_task_ids():
+            pending = await sync_to_async(count_pending)(worker.queues, ready_only=True)
+            # Checked after the count: a claim that emptied the queue is still in flight or
+            # its tasks are running by now.
+            if pending == 0 and worker.is_idle():
                 return
             try:
                 async with asyncio.timeout(worker.worker_poll_interval):
                     await stop.wait()
             except TimeoutError:
                 pass
+
+
+def _configure_logging(level_name: str) -> None:
+    """Set the django_atw loggers' level; print to stdout if the project configured no handler."""
+    level = getattr(logging, level_name.upper())
+    package = logging.getLogger("django_atw")
+    package.setLevel(level)
+    if not package.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        package.addHandler(handler)

@@ -1,0 +1,146 @@
+"""Leases: dead workers' tasks are recovered, and a worker that lost its lease writes nothing."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+
+from django_atw import TaskStatus, aenqueue, enqueue, enqueue_many, get_task_info, store
+from django_atw.models import TaskRecord, WorkerProcess
+from django_atw.store import Outcome
+from tests.conftest import wait_until
+from tests.sampleapp import tasks
+
+pytestmark = pytest.mark.django_db(transaction=True)
+LEASE = timedelta(seconds=30)
+
+
+def register(worker_id: str, *, silent_for: timedelta = timedelta(0)) -> None:
+    store.register_worker(worker_id, "host", 1, ["default"], 4)
+    WorkerProcess.objects.filter(id=worker_id).update(last_heartbeat=timezone.now() - silent_for)
+
+
+def test_a_dead_workers_tasks_go_back_to_pending_or_fail_when_out_of_attempts():
+    register("dead")
+    retryable, exhausted = enqueue_many("noop", [(), ()])
+    store.claim_batch("dead", ["default"], 2)
+    TaskRecord.objects.filter(id=exhausted).update(attempts=3)
+    WorkerProcess.objects.filter(id="dead").update(last_heartbeat=timezone.now() - 2 * LEASE)
+
+    reaped = store.reap_stale_workers(LEASE)
+
+    assert (reaped.workers, reaped.requeued, reaped.failed) == (["dead"], [retryable], [exhausted])
+    again = get_task_info(retryable)
+    assert (again.status, again.attempts, again.worker_id) == (TaskStatus.PENDING, 1, None)
+    failed = get_task_info(exhausted)
+    assert (failed.status, failed.error_type) == (TaskStatus.FAILED, store.WORKER_DIED_ERROR_TYPE)
+    assert "died" in failed.error and "dead" in failed.error
+    assert WorkerProcess.objects.get(id="dead").stopped_at is not None
+
+
+def test_a_live_workers_tasks_are_left_alone():
+    register("alive", silent_for=LEASE / 2)
+    task_id = enqueue("noop")
+    store.claim_batch("alive", ["default"], 1)
+    assert store.reap_stale_workers(LEASE).requeued == []
+    assert get_task_info(task_id).status == TaskStatus.RUNNING
+
+
+def test_running_tasks_of_a_stopped_or_unknown_worker_are_recovered_at_once():
+    register("gone")
+    task_id = enqueue("noop")
+    store.claim_batch("gone", ["default"], 1)
+    store.mark_worker_stopped("gone")
+    assert store.reap_stale_workers(LEASE).requeued == [task_id]
+    store.claim_batch("gone", ["default"], 1)  # a stopped worker claims nothing
+    assert get_task_info(task_id).status == TaskStatus.PENDING
+
+
+def test_a_worker_that_lost_its_lease_learns_it_at_its_heartbeat_and_can_register_again():
+    register("late", silent_for=2 * LEASE)
+    store.reap_stale_workers(LEASE)
+    assert store.heartbeat("late", 0) is False
+    register("late")
+    assert store.heartbeat("late", 0) is True
+
+
+def test_an_outcome_of_an_earlier_attempt_never_overwrites_a_later_one():
+    register("w")
+    task_id = enqueue("noop")
+    store.claim_batch("w", ["default"], 1)
+    WorkerProcess.objects.filter(id="w").update(last_heartbeat=timezone.now() - 2 * LEASE)
+    store.reap_stale_workers(LEASE)
+    register("w")
+    (second,) = store.claim_batch("w", ["default"], 1)
+    assert second.attempts == 2
+    stale = Outcome(task_id=task_id, status=TaskStatus.FAILED, progress=0, error="late", attempt=1)
+    store.write_batch("w", [], [stale])
+    assert get_task_info(task_id).status == TaskStatus.RUNNING
+    fresh = Outcome(task_id=task_id, status=TaskStatus.COMPLETED, progress=1, result_json="2", attempt=2)
+    store.write_batch("w", [], [fresh])
+    assert get_task_info(task_id).result == 2
+
+
+def test_a_retry_outcome_returns_the_task_to_pending_deferred():
+    register("w")
+    task_id = enqueue("noop")
+    (claim,) = store.claim_batch("w", ["default"], 1)
+    due = timezone.now() + timedelta(hours=1)
+    retry = Outcome(task_id, TaskStatus.PENDING, 0, error="flaky", attempt=claim.attempts, run_after=due)
+    store.write_batch("w", [], [retry])
+    info = get_task_info(task_id)
+    assert (info.status, info.attempts, info.run_after, info.error) == (TaskStatus.PENDING, 1, due, "flaky")
+    assert store.claim_batch("w", ["default"], 1) == []
+
+
+def test_prune_deletes_only_workers_stopped_before_the_cutoff():
+    register("old")
+    register("recent")
+    register("running")
+    store.mark_worker_stopped("old")
+    WorkerProcess.objects.filter(id="old").update(stopped_at=timezone.now() - timedelta(days=2))
+    store.mark_worker_stopped("recent")
+    assert store.prune_workers(timezone.now() - timedelta(days=1)) == 1
+    assert set(WorkerProcess.objects.values_list("id", flat=True)) == {"recent", "running"}
+
+
+async def test_a_worker_that_finds_its_lease_lost_drops_its_run_and_runs_the_task_again(make_worker):
+    worker = await make_worker(max_workers=2)
+    task_id = await aenqueue(tasks.wait_for_gate, "lost")
+    await tasks.started_event("lost").wait()
+    await sync_to_async(WorkerProcess.objects.filter(id=worker.worker_id).update)(
+        last_heartbeat=timezone.now() - 2 * LEASE
+    )
+    reaped = await sync_to_async(store.reap_stale_workers)(LEASE)
+    assert reaped.requeued == [task_id]
+    tasks.started.clear()
+    first_run = worker._pool.running[task_id]
+
+    await worker._housekeeper.beat()  # finds the row stopped: drops the run, registers again
+
+    assert first_run.cancelling()
+
+    await tasks.started_event("lost").wait()  # the second run, claimed anew
+    tasks.gate("lost").set()
+    assert await (await worker.get_task_future(task_id)) == "lost"
+    info = await wait_until(lambda: sync_to_async(get_task_info)(task_id), lambda i: i.status.is_terminal)
+    assert (info.status, info.attempts) == (TaskStatus.COMPLETED, 2)
+
+
+async def test_a_worker_registers_its_row_and_marks_it_stopped_on_a_clean_exit(make_worker):
+    worker = await make_worker(max_workers=3, queues=["default", "reports"])
+    row = await WorkerProcess.objects.aget(id=worker.worker_id)
+    assert (row.pid, row.concurrency, row.queues, row.stopped_at) == (
+        os.getpid(),
+        3,
+        ["default", "reports"],
+        None,
+    )
+    assert row.hostname and row.last_heartbeat >= row.started_at
+    await worker.stop()
+    row = await WorkerProcess.objects.aget(id=worker.worker_id)
+    assert row.stopped_at is not None and row.tasks_running == 0

@@ -1,0 +1,67 @@
+"""atw_status and atw_purge, run through call_command."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from django_atw import enqueue, enqueue_many, store
+from django_atw.models import TaskRecord, WorkerProcess
+from django_atw.status import TaskStatus
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_status_shows_live_and_stale_workers_and_counts_per_queue_and_status():
+    store.register_worker("w-live", "host-a", 11, ["default", "reports"], 8)
+    store.register_worker("w-stale", "host-b", 12, ["default"], 2)
+    WorkerProcess.objects.filter(id="w-stale").update(last_heartbeat=timezone.now() - timedelta(hours=1))
+    enqueue_many("noop", [(), ()])
+    enqueue("noop", queue="reports")
+    store.claim_batch("w-live", ["reports"], 1)
+
+    output = run("atw_status")
+
+    assert "w-live  live" in output and "queues=default,reports concurrency=8" in output
+    assert "w-stale  stale" in output
+    assert "default              pending=2  running=0" in output
+    assert "reports              pending=0  running=1" in output
+
+
+def test_purge_deletes_old_finished_tasks_of_the_named_status_only():
+    old_done, old_failed, new_done, waiting = enqueue_many("noop", [(), (), (), ()])
+    long_ago = timezone.now() - timedelta(days=8)
+    TaskRecord.objects.filter(id__in=[old_done, old_failed, new_done]).update(
+        status=TaskStatus.COMPLETED.value, completed_at=long_ago
+    )
+    TaskRecord.objects.filter(id=old_failed).update(status=TaskStatus.FAILED.value)
+    TaskRecord.objects.filter(id=new_done).update(completed_at=timezone.now())
+
+    output = run("atw_purge", "--older-than", "7d", "--status", "completed", "--batch-size", "1")
+
+    assert output.startswith("deleted 1 completed tasks")
+    assert set(TaskRecord.objects.values_list("id", flat=True)) == {old_failed, new_done, waiting}
+    run("atw_purge", "--older-than", "1w")
+    assert set(TaskRecord.objects.values_list("id", flat=True)) == {new_done, waiting}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--older-than", "7 days"], "expected an age such as 7d, 12h, 30m, 45s or 2w, got '7 days'"),
+        (["--older-than", "7d", "--status", "pending"], "expected one of completed, failed, cancelled"),
+    ],
+)
+def test_purge_refuses_bad_options_with_the_expected_form(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("atw_purge", *args)
