@@ -83,17 +83,17 @@ _INSERT_COLUMNS = (
     "worker_id",
     "started_at",
     "attempts",
+    "cache_key",
 )
 _PG_ARRAY_TYPES = (
     "text", "text", "jsonb", "jsonb", "jsonb", "integer", "text", "double precision", "boolean",
-    "integer", "integer", "timestamptz", "text", "text", "timestamptz", "integer",
+    "integer", "integer", "timestamptz", "text", "text", "timestamptz", "integer", "text",
 )  # fmt: skip
 _INSERT_DEFAULTS = (
     ("progress", "0"),
     ("error", "''"),
     ("error_type", "''"),
     ("traceback", "''"),
-    ("cache_key", "''"),
     ("from_cache", "FALSE"),
     ("cancel_requested", "FALSE"),
 )
@@ -134,6 +134,7 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
             new.claimed_by,
             now if new.claimed_by else None,
             1 if new.claimed_by else 0,
+            new.cache_key,
         ]
         for task_id, new in zip(ids, new_tasks, strict=True)
     ]
@@ -194,6 +195,9 @@ class ClaimedTask:
     priority: int
     created_at: Any
     attempts: int
+    # The result cache's key stored when the task was added ("": no caching) and its TTL.
+    cache_key: str = ""
+    cache_ttl: int | None = None
 
 
 def claim_batch(worker_id: str, queues: Sequence[str], limit: int) -> list[ClaimedTask]:
@@ -214,7 +218,10 @@ def claim_batch(worker_id: str, queues: Sequence[str], limit: int) -> list[Claim
         "SET status = 'running', worker_id = %s, started_at = %s, updated_at = %s, "
         "attempts = attempts + 1, progress = 0"
     )
-    columns = ("id", "task_type", "args", "kwargs", "timeout", "priority", "created_at", "attempts")
+    columns = (
+        "id", "task_type", "args", "kwargs", "timeout", "priority", "created_at", "attempts",
+        "cache_key", "cache_ttl",
+    )  # fmt: skip
     params: list[str | int | datetime]
     if _is_postgres():
         # A CTE, not "id IN (subquery)": PostgreSQL may re-run a LIMIT ... SKIP LOCKED subquery
@@ -235,7 +242,9 @@ def claim_batch(worker_id: str, queues: Sequence[str], limit: int) -> list[Claim
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     claimed = [
-        ClaimedTask(row[0], row[1], _json(row[2]), _json(row[3]), row[4], row[5], row[6], row[7])
+        ClaimedTask(
+            row[0], row[1], _json(row[2]), _json(row[3]), row[4], row[5], row[6], row[7], row[8], row[9]
+        )
         for row in rows
     ]
     # RETURNING gives no order guarantee; run in queue order.
@@ -255,6 +264,7 @@ class Outcome:
     error_type: str = ""
     traceback: str = ""
     completed_at: datetime | None = None
+    from_cache: bool = False
     # The exception raised in this process, chained onto the future's error (never stored).
     exception: BaseException | None = dataclasses.field(default=None, repr=False)
 
@@ -279,6 +289,7 @@ def write_batch(worker_id: str, progress: Sequence[tuple[str, float]], outcomes:
             o.error_type,
             o.traceback,
             o.completed_at or now,
+            o.from_cache,
         )
         for o in outcomes
     ]
@@ -292,8 +303,28 @@ def write_batch(worker_id: str, progress: Sequence[tuple[str, float]], outcomes:
                 cursor,
                 worker_id,
                 now,
-                ("id", "status", "progress", "result", "error", "error_type", "traceback", "completed_at"),
-                ("text", "text", "double precision", "jsonb", "text", "text", "text", "timestamptz"),
+                (
+                    "id",
+                    "status",
+                    "progress",
+                    "result",
+                    "error",
+                    "error_type",
+                    "traceback",
+                    "completed_at",
+                    "from_cache",
+                ),
+                (
+                    "text",
+                    "text",
+                    "double precision",
+                    "jsonb",
+                    "text",
+                    "text",
+                    "text",
+                    "timestamptz",
+                    "boolean",
+                ),
                 outcome_rows,
             )
 
@@ -508,4 +539,22 @@ def mark_worker_stopped(worker_id: str) -> None:
     """Record a clean exit: the row stays for the admin, flagged as stopped."""
     WorkerProcess.objects.filter(id=worker_id).update(
         stopping=True, tasks_running=0, last_heartbeat=timezone.now()
+    )
+
+
+# --- result cache ---------------------------------------------------------------------------
+
+
+def first_running_with_cache_key(cache_key: str) -> str | None:
+    """Return the id of the running task with ``cache_key`` that started first (ties: lowest id).
+
+    Tasks with equal keys join the first one instead of running again. Every task waits on the
+    same first one, never on a later one, so waits can never form a cycle. One indexed read
+    (``atw_task_cache_key_idx`` holds running rows with a key only).
+    """
+    return (
+        TaskRecord.objects.filter(status=TaskStatus.RUNNING.value, cache_key=cache_key)
+        .order_by("started_at", "id")
+        .values_list("id", flat=True)
+        .first()
     )
