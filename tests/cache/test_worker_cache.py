@@ -317,3 +317,17 @@ def test_from_settings_drives_the_worker_cache():
     assert worker.cache_enabled and worker.cache.enabled
     assert (worker.cache.default_ttl, worker.cache.max_size) == (5, 7)
     assert type(worker.cache.backend).__name__ == "MemoryBackend"
+
+
+async def test_a_given_adapter_runs_on_the_worker_database_thread_while_it_runs(make_worker):
+    adapter = AsyncCacheAdapter(backend="database")
+    one = await make_worker(cache_enabled=True, cache_adapter=adapter)
+    two = await make_worker(cache_enabled=True, cache_adapter=adapter)
+    assert adapter._runner == one._db.run  # the first worker keeps it; the second shares
+    await run(two, cache_tasks.square, 9)
+    _, info = await run(two, cache_tasks.square, 9)
+    assert info.from_cache
+    await one.stop()
+    assert adapter._runner != one._db.run  # back on Django's sync thread, never a closed one
+    _, info = await run(two, cache_tasks.square, 9)
+    assert info.from_cache

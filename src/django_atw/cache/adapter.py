@@ -143,13 +143,22 @@ class AsyncCacheAdapter:
 
     # --- running backend calls ------------------------------------------------------------
 
-    def use_runner(self, runner: Runner | None) -> None:
-        """Run blocking backend calls with ``runner(func, *args)`` (None: Django's sync thread).
+    def bind_runner(self, runner: Runner) -> bool:
+        """Run blocking backend calls with ``runner(func, *args)``; False if another is bound.
 
-        A worker that owns its adapter passes its own database thread, so cache queries use
-        the worker's connection instead of queueing with web requests.
+        A worker passes its own database thread, so cache queries use the worker's connection
+        instead of queueing with web requests on Django's sync thread (the default). The first
+        worker to bind keeps it until it unbinds; others sharing the adapter use the default.
         """
-        self._runner = runner if runner is not None else _in_thread
+        if self._runner is not _in_thread:
+            return False
+        self._runner = runner
+        return True
+
+    def unbind_runner(self, runner: Runner) -> None:
+        """Go back to Django's sync thread, if ``runner`` is the one bound."""
+        if self._runner == runner:
+            self._runner = _in_thread
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         if self.backend.blocking:

@@ -127,7 +127,6 @@ class AsyncTaskWorker:
         self._progress: ProgressTracker | None = None
         self._futures = TaskFutureManager()
         self._housekeeper: Housekeeper | None = None
-        self._owns_cache = cache_adapter is None
         self.cache: AsyncCacheAdapter = (
             cache_adapter
             if cache_adapter is not None
@@ -265,9 +264,8 @@ class AsyncTaskWorker:
             await self._db.run(store.mark_worker_stopped, self.worker_id)
         if self._write_db is not self._db and self._write_db is not None:
             await self._write_db.close()
+        self.cache.unbind_runner(self._db.run)
         await self._db.close()
-        if self._owns_cache:
-            self.cache.use_runner(None)
         logger.info("worker stopped id=%s", self.worker_id)
 
     # --- adding ---------------------------------------------------------------------------
@@ -517,9 +515,7 @@ class AsyncTaskWorker:
 
     def _result_cache(self) -> ResultCache:
         assert self._db is not None
-        if self._owns_cache:
-            # The worker's own database thread, not the one web requests queue on.
-            self.cache.use_runner(self._db.run)
+        self.cache.bind_runner(self._db.run)
         return ResultCache(
             self.cache,
             is_enabled=lambda: self.cache_enabled,
