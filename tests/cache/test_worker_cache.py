@@ -1,5 +1,7 @@
 """The result cache through the worker: hits, opt-outs, TTLs, README key functions, joining."""
 
+import asyncio
+
 import pytest
 from django.test import override_settings
 
@@ -331,3 +333,13 @@ async def test_a_given_adapter_runs_on_the_worker_database_thread_while_it_runs(
     assert adapter._runner != one._db.run  # back on Django's sync thread, never a closed one
     _, info = await run(two, cache_tasks.square, 9)
     assert info.from_cache
+
+
+async def test_a_failing_cache_never_fails_the_task(make_worker, atw_cache_alias, settings, caplog):
+    adapter = AsyncCacheAdapter(backend="django", alias=atw_cache_alias)
+    worker = await make_worker(cache_enabled=True, cache_adapter=adapter)
+    settings.CACHES = {**settings.CACHES, "atw": {"BACKEND": "no.such.CacheBackend"}}
+    async with asyncio.timeout(10):  # without the guard the task would never finish
+        result, info = await run(worker, cache_tasks.square, 11)
+    assert (result, info.status, info.from_cache) == (121, TaskStatus.COMPLETED, False)
+    assert "cache lookup failed" in caplog.text

@@ -87,7 +87,17 @@ class ResultCache:
             future.set_result((succeeded, result))
 
     async def lookup(self, claim: ClaimedTask) -> tuple[bool, Any]:
-        """Return ``(True, value)`` from the cache or a joined run, or ``(False, None)``: run it."""
+        """Return ``(True, value)`` from the cache or a joined run, or ``(False, None)``: run it.
+
+        A cache that fails (its table missing, Redis down) is logged and the task simply runs.
+        """
+        try:
+            return await self._lookup(claim)
+        except Exception:
+            logger.exception("cache lookup failed for task %s; running it", claim.id)
+            return False, None
+
+    async def _lookup(self, claim: ClaimedTask) -> tuple[bool, Any]:
         entry_id = self.adapter.generate_entry_id(claim.task_type, claim.id)
         while True:
             hit, value = await self.adapter.get_entry(claim.cache_key, entry_id=entry_id)
