@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,18 +37,31 @@ def atw_cache_alias(settings: LazySettings) -> str:
 
 
 @pytest.fixture
-def redis_alias(settings: LazySettings) -> str:
+def redis_alias(settings: LazySettings) -> Iterator[str]:
     url = os.environ.get("ATW_TEST_REDIS")
     if not url:
         pytest.skip("set ATW_TEST_REDIS=redis://host:port/db to test the django backend on Redis")
+    # A prefix of its own, and no clear(): Django's RedisCache.clear() empties the whole database,
+    # which other suites (the channel layer) may share. Tests give every entry a TTL.
+    prefix = f"atw-test-{uuid.uuid4().hex}"
     settings.CACHES = {
         **settings.CACHES,
-        "atw-redis": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url},
+        "atw-redis": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": prefix,
+        },
     }
-    from django.core.cache import caches
+    yield "atw-redis"
+    import redis
 
-    caches["atw-redis"].clear()
-    return "atw-redis"
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @pytest.fixture(params=["memory", "database", "django"])

@@ -24,7 +24,7 @@ async def test_an_entry_expires_after_its_own_ttl(make_adapter, clock, backend_n
     await adapter.set("f", (2,), {}, "default")
     assert (await adapter.get("f", (1,), {}))[0]
     if backend_name == "django":
-        await wait_until(lambda: adapter.get("f", (1,), {}), lambda got: got == (False, None), timeout=5)
+        await wait_until(lambda: adapter.get("f", (1,), {}), lambda got: got == (False, None), timeout=10)
     else:
         clock.advance(2)
         assert await adapter.get("f", (1,), {}) == (False, None)

@@ -10,8 +10,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def test_entries_are_shared_between_adapters_as_between_processes(redis_alias):
-    writer = AsyncCacheAdapter(backend="django", alias=redis_alias)
-    reader = AsyncCacheAdapter(backend="django", alias=redis_alias)
+    writer = AsyncCacheAdapter(backend="django", alias=redis_alias, default_ttl=600)
+    reader = AsyncCacheAdapter(backend="django", alias=redis_alias, default_ttl=600)
     assert await writer.set("f", (1,), {"a": [1, 2]}, {"when": "now", "items": {1, 2}}, task_id="f:t1")
     assert await reader.get("f", (1,), {"a": [1, 2]}) == (True, {"when": "now", "items": {1, 2}})
     assert await reader.get_by_task_id("f:t1") == (True, {"when": "now", "items": {1, 2}})
@@ -20,15 +20,15 @@ async def test_entries_are_shared_between_adapters_as_between_processes(redis_al
 
 
 async def test_redis_expires_an_entry_after_its_ttl(redis_alias):
-    adapter = AsyncCacheAdapter(backend="django", alias=redis_alias)
+    adapter = AsyncCacheAdapter(backend="django", alias=redis_alias, default_ttl=600)
     await adapter.set("f", (), {}, "short", ttl=1)
     await adapter.set("f", (2,), {}, "long", ttl=600)
-    await wait_until(lambda: adapter.get("f", (), {}), lambda got: got == (False, None), timeout=5)
+    await wait_until(lambda: adapter.get("f", (), {}), lambda got: got == (False, None), timeout=10)
     assert await adapter.get("f", (2,), {}) == (True, "long")
 
 
 async def test_the_least_recently_read_entry_is_evicted_at_max_size(redis_alias):
-    adapter = AsyncCacheAdapter(backend="django", alias=redis_alias, max_size=2)
+    adapter = AsyncCacheAdapter(backend="django", alias=redis_alias, max_size=2, default_ttl=600)
     await adapter.set("f", (1,), {}, 1)
     await adapter.set("f", (2,), {}, 2)
     await adapter.get("f", (1,), {})
@@ -37,7 +37,7 @@ async def test_the_least_recently_read_entry_is_evicted_at_max_size(redis_alias)
 
 
 async def test_a_worker_completes_a_repeated_task_from_redis(redis_alias, make_worker):
-    adapter = AsyncCacheAdapter(backend="django", alias=redis_alias)
+    adapter = AsyncCacheAdapter(backend="django", alias=redis_alias, default_ttl=600)
     worker = await make_worker(cache_enabled=True, cache_adapter=adapter)
     first = await worker.add_task(cache_tasks.square, 12)
     assert await (await worker.get_task_future(first)) == 144
@@ -45,7 +45,7 @@ async def test_a_worker_completes_a_repeated_task_from_redis(redis_alias, make_w
     assert await (await worker.get_task_future(second)) == 144
     assert (await worker.get_task_info(second)).from_cache is True
     assert cache_tasks.calls["cache_square"] == 1
-    await adapter.clear()
+    assert await worker.invalidate_cache(cache_tasks.square, 12) is True
     assert await adapter.get("cache_square", (12,), {}) == (False, None)
 
 
