@@ -9,6 +9,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from django_atw import TaskStatus, aenqueue, aget_task_info
+from django_atw.models import TaskRecord
 from tests.conftest import wait_until
 from tests.helpers.processes import ROOT, django_command, subprocess_env
 from tests.sampleapp import tasks
@@ -46,6 +47,7 @@ async def test_a_duplicate_waits_for_the_run_in_another_process(make_worker, tmp
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             await proc.communicate()
-    assert (await aget_task_info(second)).from_cache is True
+    rows = [row async for row in TaskRecord.objects.filter(id__in=[first, second]).values()]
+    assert (await aget_task_info(second)).from_cache is True, rows
     assert (await aget_task_info(first)).worker_id != here.worker_id
     assert (tmp_path / "gate.runs").read_text().count("run") == 1
