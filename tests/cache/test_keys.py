@@ -102,3 +102,10 @@ def test_compose_key_functions_rejects_what_it_cannot_call():
         compose_key_functions()
     with pytest.raises(TypeError, match="argument 1"):
         compose_key_functions(extract_key_component("func_name"), "kwargs.user_id")
+
+
+def test_sets_and_odd_dict_keys_give_stable_keys_for_direct_adapter_calls():
+    words = [f"w{n}" for n in range(50)]
+    assert make_key("f", ({*words},), {}) == make_key("f", ({*reversed(words)},), {})
+    assert make_key("f", ({1: "a", "b": 2},), {}) == make_key("f", ({1: "a", "b": 2},), {})
+    assert make_key("f", ({1: "a"},), {}) != make_key("f", ({"1": "a"},), {})

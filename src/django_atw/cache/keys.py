@@ -49,19 +49,39 @@ def build_context(
     }
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(_normal(value), sort_keys=True, separators=(",", ":"), default=_canonical)
+
+
+def _normal(value: Any) -> Any:
+    """Make a value JSON-ready without losing what tells two calls apart.
+
+    A dict with a non-string key becomes a tagged, sorted list of pairs (JSON would turn
+    ``{1: x}`` into ``{"1": x}``); other values JSON cannot hold are tagged by ``_canonical``.
+    """
+    if isinstance(value, dict):
+        if all(isinstance(key, str) for key in value):
+            return {key: _normal(item) for key, item in value.items()}
+        return ["<dict>", sorted([_dumps(key), _dumps(item)] for key, item in value.items())]
+    if isinstance(value, (list, tuple)):
+        return [_normal(item) for item in value]
+    return value
+
+
 def _canonical(value: Any) -> str:
-    """Type-tagged text for values JSON cannot hold, so that ``1`` and ``"1"`` stay apart."""
-    return f"<{type(value).__module__}.{type(value).__qualname__}:{value!r}>"
+    """Type-tagged text for values JSON cannot hold, so that ``1`` and ``"1"`` stay apart.
+
+    Sets are written sorted: their iteration order differs between processes.
+    """
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    if isinstance(value, (set, frozenset)):
+        return f"<{kind}:{','.join(sorted(_dumps(item) for item in value))}>"
+    return f"<{kind}:{value!r}>"
 
 
 def default_key(context: KeyContext) -> str:
     """Return ``<func_name>:<sha256 of func_name, args and kwargs sorted by name>``."""
-    payload = json.dumps(
-        [context["func_name"], list(context["args"]), context["kwargs"]],
-        sort_keys=True,
-        separators=(",", ":"),
-        default=_canonical,
-    )
+    payload = _dumps([context["func_name"], list(context["args"]), context["kwargs"]])
     digest = hashlib.sha256(payload.encode()).hexdigest()
     return f"{context['func_name'][:_HEAD_LENGTH]}:{digest}"
 
