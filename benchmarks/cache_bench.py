@@ -2,8 +2,9 @@
 
 Import only after ``databases.setup_django``. For each backend (memory, database, django: a
 ``CACHES["atw"]`` alias, Redis when ``ATW_BENCH_REDIS`` is set, else local memory) one worker
-runs with ``cache_enabled=True``; ``sizes.latency`` tasks are added one at a time and each is
-timed from ``add_task`` until its future resolves (task stored as completed):
+runs with ``cache_enabled=True``; ``sizes.latency`` tasks of each kind are added one at a time,
+the kinds alternating, and each is timed from ``add_task`` until its future resolves (task
+stored as completed):
 
 - ``cache_hit_<backend>_p50_ms`` / ``_p99_ms``: a ``noop`` whose result is cached, so it
   completes from the cache without being called;
@@ -37,14 +38,11 @@ def _percentiles(prefix: str, samples: list[float]) -> dict[str, float]:
     return {f"{prefix}_p50_ms": cut(0.50), f"{prefix}_p99_ms": cut(0.99)}
 
 
-async def _timed(worker: AsyncTaskWorker, count: int, *, use_cache: bool) -> list[float]:
-    samples = []
-    for _ in range(count):
-        started = perf_counter()
-        task_id = await worker.add_task(noop, use_cache=use_cache)
-        await (await worker.get_task_future(task_id))
-        samples.append(perf_counter() - started)
-    return samples
+async def _timed(worker: AsyncTaskWorker, *, use_cache: bool) -> float:
+    started = perf_counter()
+    task_id = await worker.add_task(noop, use_cache=use_cache)
+    await (await worker.get_task_future(task_id))
+    return perf_counter() - started
 
 
 async def _cache_paths(backend: str, sizes: Sizes) -> dict[str, float]:
@@ -52,10 +50,15 @@ async def _cache_paths(backend: str, sizes: Sizes) -> dict[str, float]:
     await adapter.clear()
     try:
         async with AsyncTaskWorker(cache_enabled=True, cache_adapter=adapter) as worker:
-            await _timed(worker, 1 + sizes.warmup, use_cache=True)  # the first run stores the entry
-            hits = await _timed(worker, sizes.latency, use_cache=True)
-            await _timed(worker, sizes.warmup, use_cache=False)
-            plain = await _timed(worker, sizes.latency, use_cache=False)
+            await _timed(worker, use_cache=True)  # the first run stores the entry
+            for _ in range(sizes.warmup):
+                await _timed(worker, use_cache=True)
+                await _timed(worker, use_cache=False)
+            hits, plain = [], []
+            # Interleaved, so a drift in machine load weighs on both alike.
+            for _ in range(sizes.latency):
+                hits.append(await _timed(worker, use_cache=True))
+                plain.append(await _timed(worker, use_cache=False))
         stored = await worker.get_all_tasks(limit=1)
         if stored and stored[0].from_cache:
             raise RuntimeError("an uncached task was completed from the cache")
