@@ -17,6 +17,8 @@ What is measured, with no-op tasks unless said otherwise:
 - W1c end-to-end rate: 2,000 tasks added one by one to a running worker, until all are done.
 - W2 enqueue-to-start latency p50/p95/p99: 200 tasks, one at a time, on an idle worker.
 - W3: 1,000 tasks of ``asyncio.sleep(0.1)`` with ``max_workers=100``, against the ideal 1.0 s.
+- Result cache (``benchmarks/cache_bench.py``): add-to-completed p50/p99 of a cache hit on each
+  cache backend, beside an uncached no-op on the same backend.
 
 How: this process starts one child per configuration and run (``--worker-mode original``,
 ``sqlite`` or ``postgres``), in turn, so Django settings, connections and caches never carry over.
@@ -119,9 +121,9 @@ def child_main(mode: str, sizes: Sizes, postgres_url: str) -> dict[str, Any]:
         return {"mode": mode, **run_steps(run_original.steps(sizes))}
     with databases.fresh_database(mode, postgres_url) as environment:
         databases.setup_django(environment)
-        from benchmarks import run_atw
+        from benchmarks import cache_bench, run_atw
 
-        return {"mode": mode, **run_steps(run_atw.steps(sizes))}
+        return {"mode": mode, **run_steps([*run_atw.steps(sizes), *cache_bench.steps(sizes)])}
 
 
 def profile_main(kind: str, sizes: Sizes, postgres_url: str) -> None:

@@ -54,6 +54,16 @@ elif DATABASE_KIND == "sqlite":
 else:
     raise ValueError(f"ATW_BENCH_DB must be 'sqlite' or 'postgres', got {DATABASE_KIND!r}.")
 
+# The result cache's django backend uses the "atw" alias: Redis when ATW_BENCH_REDIS is set.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "atw": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["ATW_BENCH_REDIS"]}
+        if os.environ.get("ATW_BENCH_REDIS")
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "atw-bench"}
+    ),
+}
+
 # The engine's defaults, except no retention cleanup during a run.
 ATW = {"CLEANUP_INTERVAL": 0}
 

@@ -11,11 +11,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .cache import AsyncCacheAdapter, compose_key_functions, extract_key_component, key_component
     from .engine.worker import AsyncTaskWorker
     from .exceptions import (
         AtwError,
         ConfigurationError,
         DuplicateTaskIdError,
+        InvalidCacheKeyError,
         QueueFullError,
         TaskArgumentError,
         TaskCancellationError,
@@ -40,10 +42,12 @@ if TYPE_CHECKING:
     from .status import TaskInfo, TaskStatus
 
 _LOCATIONS = {
+    "AsyncCacheAdapter": ".cache",
     "AsyncTaskWorker": ".engine.worker",
     "AtwError": ".exceptions",
     "ConfigurationError": ".exceptions",
     "DuplicateTaskIdError": ".exceptions",
+    "InvalidCacheKeyError": ".exceptions",
     "QueueFullError": ".exceptions",
     "TaskArgumentError": ".exceptions",
     "TaskCancellationError": ".exceptions",
@@ -59,21 +63,26 @@ _LOCATIONS = {
     "aget_all_tasks": ".shortcuts",
     "aget_task_info": ".shortcuts",
     "cancel_task": ".shortcuts",
+    "compose_key_functions": ".cache",
     "enqueue": ".shortcuts",
     "enqueue_many": ".shortcuts",
+    "extract_key_component": ".cache",
     "get_all_task_types": ".registry",
     "get_all_tasks": ".shortcuts",
     "get_task_function": ".registry",
     "get_task_info": ".shortcuts",
+    "key_component": ".cache",
     "register_task": ".registry",
     "task": ".registry",
 }
 
 __all__ = [
+    "AsyncCacheAdapter",
     "AsyncTaskWorker",
     "AtwError",
     "ConfigurationError",
     "DuplicateTaskIdError",
+    "InvalidCacheKeyError",
     "QueueFullError",
     "TaskArgumentError",
     "TaskCancellationError",
@@ -89,12 +98,15 @@ __all__ = [
     "aget_all_tasks",
     "aget_task_info",
     "cancel_task",
+    "compose_key_functions",
     "enqueue",
     "enqueue_many",
+    "extract_key_component",
     "get_all_task_types",
     "get_all_tasks",
     "get_task_function",
     "get_task_info",
+    "key_component",
     "register_task",
     "task",
 ]

@@ -22,16 +22,19 @@ from django.utils.safestring import SafeString
 from django.utils.text import smart_split, unescape_string_literal
 
 from . import registry, shortcuts, store, submit
+from .cache.backends import base as cache_clock
+from .cache.backends import database as cache_db
 from .engine import wakeup
 from .exceptions import TaskDefinitionError
-from .models import TaskRecord, WorkerProcess
+from .models import CacheEntry, TaskRecord, WorkerProcess
 from .status import TaskStatus
 
 if TYPE_CHECKING:
     TaskAdminBase = admin.ModelAdmin[TaskRecord]
     WorkerAdminBase = admin.ModelAdmin[WorkerProcess]
+    CacheEntryAdminBase = admin.ModelAdmin[CacheEntry]
 else:
-    TaskAdminBase = WorkerAdminBase = admin.ModelAdmin
+    TaskAdminBase = WorkerAdminBase = CacheEntryAdminBase = admin.ModelAdmin
 
 STATUS_COLOURS: dict[str, str] = {
     TaskStatus.PENDING.value: "#6c757d",
@@ -304,3 +307,46 @@ class WorkerProcessAdmin(WorkerAdminBase):
 
     def has_change_permission(self, request: HttpRequest, obj: WorkerProcess | None = None) -> bool:
         return False
+
+
+@admin.register(CacheEntry)
+class CacheEntryAdmin(CacheEntryAdminBase):
+    """Cached results of the database backend: read-only, with invalidate and purge actions."""
+
+    list_display = ("key", "task_type", "size", "created_at", "expires_at", "is_expired", "hits")
+    search_fields = ("key", "task_id")
+    list_filter = ("task_type",)
+    ordering = ("-last_accessed",)
+    fields = (
+        "key", "task_type", "task_id", "size", "created_at", "expires_at", "is_expired",
+        "last_accessed", "hits",
+    )  # fmt: skip
+    readonly_fields = fields
+    actions = ("invalidate_entries", "purge_expired")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CacheEntry]:
+        return super().get_queryset(request).defer("value")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: CacheEntry | None = None) -> bool:
+        return False
+
+    @admin.display(boolean=True, description="expired")
+    def is_expired(self, obj: CacheEntry) -> bool:
+        return obj.expires_at is not None and obj.expires_at <= cache_clock.now()
+
+    @admin.action(description="Invalidate selected cache entries", permissions=["delete"])
+    def invalidate_entries(self, request: HttpRequest, queryset: QuerySet[CacheEntry]) -> None:
+        count = cache_db.delete_entries(list(queryset.values_list("key", flat=True)))
+        self.message_user(request, f"Invalidated {_entries(count)}.")
+
+    @admin.action(description="Purge all expired cache entries", permissions=["delete"])
+    def purge_expired(self, request: HttpRequest, queryset: QuerySet[CacheEntry]) -> None:
+        count = cache_db.purge_expired()
+        self.message_user(request, f"Purged {_entries(count)} that had expired.")
+
+
+def _entries(count: int) -> str:
+    return f"{count} cache entr{'y' if count == 1 else 'ies'}"

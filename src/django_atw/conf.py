@@ -7,13 +7,29 @@ The cache is dropped on ``setting_changed``, so ``override_settings(ATW=...)`` w
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.core.signals import setting_changed
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .exceptions import ConfigurationError
+
+
+# Result cache: ATW["CACHE"] (docs/cache.md).
+class CacheSettings(BaseModel):
+    """The result cache's options, under ``ATW["CACHE"]``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ENABLED: bool = Field(False, description="Cache task results (add_task(use_cache=False) opts out).")
+    BACKEND: Literal["database", "memory", "django"] = Field("database", description="Where entries live.")
+    ALIAS: str = Field("atw", min_length=1, description="The CACHES alias of the django backend.")
+    DEFAULT_TTL: int | None = Field(3600, ge=0, description="Seconds an entry lives; None or 0: forever.")
+    MAX_SIZE: int | None = Field(1000, ge=1, description="Most entries; the least recently read go first.")
+    MAX_SERIALIZED_SIZE: int = Field(10 * 1024 * 1024, ge=1, description="Larger values are not cached.")
+    VALIDATE_KEYS: bool = Field(False, description="Refuse over-long keys and keys with whitespace.")
+    CLEANUP_INTERVAL: float = Field(900, ge=0, description="Seconds between cache cleanups; 0: none.")
 
 
 class AtwSettings(BaseModel):
@@ -38,6 +54,7 @@ class AtwSettings(BaseModel):
     WORKER_LEASE: float = Field(
         30.0, gt=0, description="Seconds without a heartbeat after which a worker's tasks are recovered."
     )
+    CACHE: CacheSettings = Field(default_factory=lambda: CacheSettings.model_validate({}))
 
 
 _cached: AtwSettings | None = None

@@ -3,6 +3,7 @@
     AtwError
      +-- ConfigurationError (ImproperlyConfigured)   the ATW setting is invalid
      +-- QueueFullError                               max_queue_size pending tasks already
+     +-- InvalidCacheKeyError (ValueError)            a cache key function gave an unusable key
      +-- TaskError                                    the original library's base class
           +-- TaskDefinitionError (ValueError)        a task cannot be stored as given
           |    +-- TaskArgumentError (TypeError)      an argument or option is not acceptable
@@ -72,3 +73,7 @@ class TaskCancellationError(TaskError, asyncio.CancelledError):
     Both a ``TaskError`` and an ``asyncio.CancelledError``, so ``except asyncio.CancelledError``
     (as the original's README shows) and ``except TaskError`` both catch it.
     """
+
+
+class InvalidCacheKeyError(AtwError, ValueError):
+    """Raised when a cache key function returns a non-string, or a key fails validation."""

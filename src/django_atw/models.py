@@ -124,7 +124,62 @@ class TaskRecord(models.Model):
             ),
             # Retention cleanup: finished rows by completion time.
             models.Index(fields=["completed_at"], name="atw_task_completed_idx"),
+            # Result cache joining: the running task with a given cache key.
+            models.Index(
+                fields=["cache_key", "started_at"],
+                condition=models.Q(status="running") & ~models.Q(cache_key=""),
+                name="atw_task_cache_key_idx",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.task_type} {self.id}"
+
+
+class CacheEntry(models.Model):
+    """One cached task result (msgpack bytes), for the database cache backend.
+
+    Expiry is by ``expires_at``; when the cache is full the entry read least recently
+    (``last_accessed``) goes first. Only ``django_atw.cache.backends.database`` queries it.
+    """
+
+    key = models.CharField(primary_key=True, max_length=255)
+    value = models.BinaryField()
+    size = models.PositiveIntegerField(help_text="Serialized size in bytes.")
+    task_type = models.CharField(max_length=255, blank=True, default="")
+    task_id = models.CharField(
+        max_length=255, blank=True, default="", help_text="Entry id of the task that stored it."
+    )
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
+    last_accessed = models.DateTimeField()
+    hits = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "cache entry"
+        verbose_name_plural = "cache entries"
+        ordering = ["-last_accessed"]
+        indexes = [
+            # LRU eviction takes the least recently read first.
+            models.Index(fields=["last_accessed"], name="atw_cache_lru_idx"),
+            # Cleanup deletes expired rows in batches.
+            models.Index(fields=["expires_at"], name="atw_cache_expiry_idx"),
+            models.Index(fields=["task_id"], name="atw_cache_task_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class CacheTaskKey(models.Model):
+    """Which cache key a task's entry id maps to (``get_by_task_id``); pruned once stale."""
+
+    entry_id = models.CharField(primary_key=True, max_length=255)
+    key = models.CharField(max_length=255, db_index=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "cache task mapping"
+
+    def __str__(self) -> str:
+        return f"{self.entry_id} -> {self.key}"

@@ -13,8 +13,11 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from . import store, submit
+from .cache.adapter import default_adapter
 from .conf import get_settings
 from .engine import wakeup
+from .engine.caching import assign_cache_keys
+from .exceptions import TaskArgumentError
 from .status import TaskInfo, TaskStatus
 
 
@@ -27,6 +30,7 @@ def enqueue(
     timeout: float | None = None,
     use_cache: bool | None = None,
     cache_ttl: int | None = None,
+    cache_key_fn: Callable[..., str] | None = None,
     queue: str | None = None,
     run_after: datetime | timedelta | None = None,
     created_by: Any = None,
@@ -35,7 +39,8 @@ def enqueue(
     """Store a task for any worker to run and return its id (same options as ``add_task``).
 
     ``created_by`` is the user the task belongs to (a user instance or its pk), for the admin
-    and for ownership checks.
+    and for ownership checks. With ``ATW["CACHE"]["ENABLED"]`` the cache key is computed here,
+    so ``cache_key_fn`` and ``metadata`` work as with ``add_task``.
     """
     new = submit.build(
         task_func,
@@ -52,6 +57,7 @@ def enqueue(
         run_after=run_after,
         created_by_id=getattr(created_by, "pk", created_by),
     )
+    _assign_cache_keys([new], cache_key_fn)
     (added,) = store.add_tasks([new])
     wakeup.notify([new.queue])
     wakeup.broadcast(queues=[new.queue])
@@ -79,10 +85,19 @@ def enqueue_many(
         default_queue=get_settings().DEFAULT_QUEUE,
         run_after=run_after,
     )
+    _assign_cache_keys(new, None)
     ids = store.add_tasks(new)
     wakeup.notify({n.queue for n in new})
     wakeup.broadcast(queues={n.queue for n in new})
     return ids
+
+
+def _assign_cache_keys(new: list[submit.NewTask], cache_key_fn: Callable[..., str] | None) -> None:
+    """Store cache keys as a worker's add_task would, with the adapter ``ATW["CACHE"]`` describes."""
+    if cache_key_fn is not None and not callable(cache_key_fn):
+        raise TaskArgumentError(f"cache_key_fn must be callable or None, got {cache_key_fn!r}.")
+    if get_settings().CACHE.ENABLED:
+        assign_cache_keys(new, default_adapter(), enabled=True, cache_key_fn=cache_key_fn)
 
 
 def get_task_info(task_id: str) -> TaskInfo | None:

@@ -92,18 +92,18 @@ _INSERT_COLUMNS = (
     "attempts",
     "max_attempts",
     "run_after",
+    "cache_key",
 )
 _PG_ARRAY_TYPES = (
     "text", "text", "jsonb", "jsonb", "jsonb", "integer", "text", "double precision", "boolean",
     "integer", "integer", "timestamptz", "text", "text", "timestamptz", "integer", "integer",
-    "timestamptz",
+    "timestamptz", "text",
 )  # fmt: skip
 _INSERT_DEFAULTS = (
     ("progress", "0"),
     ("error", "''"),
     ("error_type", "''"),
     ("traceback", "''"),
-    ("cache_key", "''"),
     ("from_cache", "FALSE"),
     ("cancel_requested", "FALSE"),
 )
@@ -148,6 +148,7 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
             1 if new.claimed_by else 0,
             new.max_attempts,
             new.run_after,
+            new.cache_key,
         ]
         for task_id, new in zip(ids, new_tasks, strict=True)
     ]
@@ -218,6 +219,9 @@ class ClaimedTask:
     created_at: Any
     attempts: int
     max_attempts: int = 3
+    # The result cache's key stored when the task was added ("": no caching) and its TTL.
+    cache_key: str = ""
+    cache_ttl: int | None = None
 
 
 def claim_batch(worker_id: str, queues: Sequence[str], limit: int) -> list[ClaimedTask]:
@@ -244,6 +248,7 @@ def claim_batch(worker_id: str, queues: Sequence[str], limit: int) -> list[Claim
     )
     columns = (
         "id", "task_type", "args", "kwargs", "timeout", "priority", "created_at", "attempts", "max_attempts",
+        "cache_key", "cache_ttl",
     )  # fmt: skip
     params: list[str | int | datetime]
     if _is_postgres():
@@ -265,7 +270,19 @@ def claim_batch(worker_id: str, queues: Sequence[str], limit: int) -> list[Claim
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     claimed = [
-        ClaimedTask(row[0], row[1], _json(row[2]), _json(row[3]), row[4], row[5], row[6], row[7], row[8])
+        ClaimedTask(
+            row[0],
+            row[1],
+            _json(row[2]),
+            _json(row[3]),
+            row[4],
+            row[5],
+            row[6],
+            row[7],
+            row[8],
+            row[9],
+            row[10],
+        )
         for row in rows
     ]
     # RETURNING gives no order guarantee; run in queue order.
@@ -292,15 +309,18 @@ class Outcome:
     completed_at: datetime | None = None
     attempt: int = 0
     run_after: datetime | None = None
+    from_cache: bool = False
     # The exception raised in this process, chained onto the future's error (never stored).
     exception: BaseException | None = dataclasses.field(default=None, repr=False)
 
 
 _OUTCOME_COLUMNS = (
     "id", "attempts", "status", "progress", "result", "error", "error_type", "traceback", "completed_at",
+    "from_cache",
 )  # fmt: skip
 _OUTCOME_TYPES = (
     "text", "integer", "text", "double precision", "jsonb", "text", "text", "text", "timestamptz",
+    "boolean",
 )  # fmt: skip
 
 
@@ -327,6 +347,7 @@ def write_batch(worker_id: str, progress: Sequence[tuple[str, float]], outcomes:
             o.error_type,
             o.traceback,
             o.completed_at or now,
+            o.from_cache,
         )
         for o in outcomes
         if o.status is not TaskStatus.PENDING
@@ -717,3 +738,21 @@ def list_workers() -> list[dict[str, Any]]:
             "stopped_at",
         )
     ]
+
+
+# --- result cache ---------------------------------------------------------------------------
+
+
+def first_running_with_cache_key(cache_key: str) -> str | None:
+    """Return the id of the running task with ``cache_key`` that started first (ties: lowest id).
+
+    Tasks with equal keys join the first one instead of running again. Every task waits on the
+    same first one, never on a later one, so waits can never form a cycle. One indexed read
+    (``atw_task_cache_key_idx`` holds running rows with a key only).
+    """
+    return (
+        TaskRecord.objects.filter(status=TaskStatus.RUNNING.value, cache_key=cache_key)
+        .order_by("started_at", "id")
+        .values_list("id", flat=True)
+        .first()
+    )

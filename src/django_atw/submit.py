@@ -50,6 +50,8 @@ class NewTask:
     # Set by a running worker that starts the task itself as soon as it is stored (see
     # AsyncTaskWorker._insert): the row is inserted already claimed by that worker.
     claimed_by: str | None = None
+    # The result cache's key, computed when the task is added (empty: the cache is not used).
+    cache_key: str = ""
 
 
 def check_json(value: Any, where: str) -> None:

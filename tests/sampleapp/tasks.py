@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from django_atw import task
@@ -147,3 +148,19 @@ async def slow_then_quick(name: str) -> int:
 @task("report", queue="reports")
 async def report(name: str) -> str:
     return name
+
+
+def _note_run(path: str) -> None:
+    with open(f"{path}.runs", "a", encoding="utf-8") as runs:
+        runs.write("run\n")
+
+
+@task("wait_for_file")
+async def wait_for_file(path: str) -> str:
+    """Note each run in ``<path>.runs``, then wait until ``path`` exists (a gate across processes)."""
+    _note_run(path)
+    exists = os.path.exists
+    while True:
+        if exists(path):
+            return os.path.basename(path)
+        await asyncio.sleep(0.01)

@@ -9,7 +9,7 @@ import json
 import logging
 import traceback
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.utils import timezone
 
@@ -17,6 +17,9 @@ from .. import registry
 from ..status import TaskStatus
 from ..store import ClaimedTask, Outcome
 from .futures import TIMEOUT_ERROR_TYPE
+
+if TYPE_CHECKING:
+    from .caching import ResultCache
 
 logger = logging.getLogger(__name__)
 
@@ -109,12 +112,39 @@ def _failure(
 class TaskExecutor:
     """Execute claimed tasks; ``asyncio.CancelledError`` propagates to the caller, who knows why."""
 
-    def __init__(self, default_timeout: float | None, progress: ProgressTracker) -> None:
+    def __init__(
+        self, default_timeout: float | None, progress: ProgressTracker, cache: ResultCache | None = None
+    ) -> None:
         self.default_timeout = default_timeout
         self.progress = progress
+        self.cache = cache
 
     async def execute(self, claim: ClaimedTask) -> Outcome:
-        """Run ``claim`` and return its outcome (completed or failed)."""
+        """Run ``claim`` and return its outcome (completed or failed).
+
+        With a cache key, a cached result or the result of an equal task already running
+        completes it without calling the function (``from_cache``); a fresh result is cached.
+        """
+        cache = self.cache
+        if cache is None or not cache.applies(claim):
+            return await self._execute(claim)
+        cache.begin(claim)
+        succeeded, result = False, None
+        try:
+            hit, value = await cache.lookup(claim)
+            outcome = _from_cache(claim, value) if hit else None
+            if outcome is None:
+                outcome = await self._execute(claim)
+                if outcome.status is TaskStatus.COMPLETED and outcome.result_json is not None:
+                    value = json.loads(outcome.result_json)
+                    await cache.store(claim, value)
+            if outcome.status is TaskStatus.COMPLETED:
+                succeeded, result = True, value
+            return outcome
+        finally:
+            cache.end(claim, succeeded, result)
+
+    async def _execute(self, claim: ClaimedTask) -> Outcome:
         func = registry.resolve(claim.task_type)
         if func is None:
             return _failure(
@@ -164,6 +194,22 @@ class TaskExecutor:
             result_json=result_json,
             completed_at=timezone.now(),
         )
+
+
+def _from_cache(claim: ClaimedTask, value: Any) -> Outcome | None:
+    """The outcome of a task completed from the cache; None if the value is not JSON (run it)."""
+    try:
+        result_json = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    return Outcome(
+        task_id=claim.id,
+        status=TaskStatus.COMPLETED,
+        progress=1.0,
+        result_json=result_json,
+        completed_at=timezone.now(),
+        from_cache=True,
+    )
 
 
 def _qualname(exc: BaseException) -> str:

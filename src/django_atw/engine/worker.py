@@ -19,13 +19,15 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from django.utils import timezone
 
-from .. import store, submit
+from .. import registry, store, submit
+from ..cache import AsyncCacheAdapter
 from ..conf import get_settings
 from ..exceptions import QueueFullError, TaskArgumentError
 from ..shortcuts import check_list_filters
 from ..status import TaskInfo, TaskStatus
 from ..store import Outcome
 from . import wakeup
+from .caching import ResultCache, assign_cache_keys
 from .db import DatabaseThread
 from .executor import ProgressTracker, TaskExecutor
 from .futures import TaskFutureManager, error_for
@@ -58,8 +60,10 @@ class AsyncTaskWorker:
     - ``max_workers``: tasks run at once by this worker.
     - ``task_timeout``: default timeout in seconds (None: no timeout); ``add_task(timeout=)`` overrides.
     - ``worker_poll_interval``: seconds between database polls when nothing wakes the worker.
-    - ``cache_enabled``, ``cache_ttl``, ``cache_max_size``, ``cache_adapter``, ``cache_cleanup_interval``:
-      the result cache's options, kept on the worker for the cache.
+    - ``cache_enabled``: cache task results (False wins over ``add_task(use_cache=True)``).
+    - ``cache_ttl``, ``cache_max_size``, ``cache_cleanup_interval``: the cache's default TTL,
+      size limit and cleanup interval, when the worker builds its adapter (``ATW["CACHE"]``'s backend).
+    - ``cache_adapter``: an ``AsyncCacheAdapter`` to use instead (the options above then do not apply).
     - ``max_queue_size``: refuse ``add_task`` with ``QueueFullError`` when this many tasks are pending.
     - ``task_retention_days``: finished tasks older than this are deleted (None keeps them).
     - ``cleanup_interval``: seconds between retention cleanups; 0 disables them.
@@ -132,6 +136,16 @@ class AsyncTaskWorker:
         self._futures = TaskFutureManager()
         self._housekeeper: Housekeeper | None = None
         self._listener: wakeup.PostgresListener | wakeup.ChannelLayerListener | None = None
+        self.cache: AsyncCacheAdapter = (
+            cache_adapter
+            if cache_adapter is not None
+            else AsyncCacheAdapter(
+                default_ttl=cache_ttl,
+                enabled=cache_enabled,
+                max_size=cache_max_size,
+                cleanup_interval=cache_cleanup_interval,
+            )
+        )
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> AsyncTaskWorker:
@@ -148,6 +162,10 @@ class AsyncTaskWorker:
             "progress_interval": conf.PROGRESS_INTERVAL,
             "claim_batch_size": conf.CLAIM_BATCH_SIZE,
             "worker_lease": conf.WORKER_LEASE,
+            "cache_enabled": conf.CACHE.ENABLED,
+            "cache_ttl": conf.CACHE.DEFAULT_TTL,
+            "cache_max_size": conf.CACHE.MAX_SIZE,
+            "cache_cleanup_interval": conf.CACHE.CLEANUP_INTERVAL,
         }
         options.update(overrides)
         return cls(**options)
@@ -195,7 +213,7 @@ class AsyncTaskWorker:
             self._pool = WorkerPool(
                 worker_id=self.worker_id,
                 db=self._db,
-                executor=TaskExecutor(self.default_task_timeout, self._progress),
+                executor=TaskExecutor(self.default_task_timeout, self._progress, self._result_cache()),
                 writer=self._writer,
                 max_workers=self.max_workers,
                 queues=self.queues,
@@ -233,6 +251,8 @@ class AsyncTaskWorker:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(LISTEN_TIMEOUT):
                         await self._listener.connected.wait()
+            if self.cache_enabled:
+                await self.cache.start_cleanup_task()
             self.running = True
             logger.info(
                 "worker started id=%s max_workers=%d queues=%s", self.worker_id, self.max_workers, self.queues
@@ -258,6 +278,8 @@ class AsyncTaskWorker:
         await self._writer.stop(timeout=max(timeout, self.worker_poll_interval))
         if self._housekeeper is not None:
             await self._housekeeper.stop()
+        if self.cache_enabled:
+            await self.cache.stop_cleanup_task()
         if unfinished:
             try:
                 released = await self._db.run(store.release, self.worker_id, unfinished)
@@ -275,6 +297,7 @@ class AsyncTaskWorker:
             await self._db.run(store.mark_worker_stopped, self.worker_id)
         if self._write_db is not self._db and self._write_db is not None:
             await self._write_db.close()
+        self.cache.unbind_runner(self._db.run)
         await self._db.close()
         logger.info("worker stopped id=%s", self.worker_id)
 
@@ -321,6 +344,7 @@ class AsyncTaskWorker:
             default_queue=self.queues[0],
             run_after=run_after,
         )
+        assign_cache_keys([new], self.cache, enabled=self.cache_enabled, cache_key_fn=cache_key_fn)
         (added,) = await self._insert([new])
         return added
 
@@ -351,6 +375,7 @@ class AsyncTaskWorker:
             default_queue=self.queues[0],
             run_after=run_after,
         )
+        assign_cache_keys(new, self.cache, enabled=self.cache_enabled)
         return await self._insert(new)
 
     async def _register(self) -> None:
@@ -544,6 +569,38 @@ class AsyncTaskWorker:
             logger.info("deleted %d finished tasks older than %s days", count, self.task_retention_days)
         return count
 
+    # --- result cache ---------------------------------------------------------------------
+
+    def _result_cache(self) -> ResultCache:
+        assert self._db is not None
+        self.cache.bind_runner(self._db.run)
+        return ResultCache(
+            self.cache,
+            is_enabled=lambda: self.cache_enabled,
+            db=self._db,
+            poll_interval=self.worker_poll_interval,
+        )
+
+    async def invalidate_cache(
+        self,
+        task_func: Callable[..., Awaitable[Any]] | str,
+        *args: Any,
+        cache_key_fn: Callable[..., str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> bool:
+        """Remove the cached result of ``task_func(*args, **kwargs)``; True if there was one.
+
+        Pass the ``cache_key_fn`` and ``metadata`` the task was added with, if any.
+        """
+        task_type = task_func if isinstance(task_func, str) else registry.type_of(task_func)
+        key = self.cache.make_key(task_type, args, kwargs, cache_key_fn, None, metadata)
+        return await self.cache.invalidate_key(key)
+
+    async def clear_cache(self) -> None:
+        """Remove every cached result."""
+        await self.cache.clear()
+
     def _require_running(self, method: str) -> None:
         if not self.running:
             raise RuntimeError(
@@ -556,7 +613,17 @@ def _claimed(task_id: str, task: submit.NewTask) -> store.ClaimedTask:
     """The claim of a task this worker stored as its own; arguments as a claim would read them."""
     args, kwargs = json.loads(json.dumps([task.args, task.kwargs]))
     return store.ClaimedTask(
-        task_id, task.task_type, args, kwargs, task.timeout, task.priority, None, 1, task.max_attempts
+        task_id,
+        task.task_type,
+        args,
+        kwargs,
+        task.timeout,
+        task.priority,
+        None,
+        1,
+        task.max_attempts,
+        cache_key=task.cache_key,
+        cache_ttl=task.cache_ttl,
     )
 
 
