@@ -34,6 +34,11 @@ class AtwSettings(BaseModel):
     )
     CLEANUP_INTERVAL: float = Field(3600, ge=0, description="Seconds between cleanups; 0 disables them.")
     DEFAULT_QUEUE: str = Field("default", min_length=1, max_length=100)
+    # HTTP API (django_atw.api)
+    API_MAX_BODY: int = Field(
+        1_048_576, ge=1, description="Largest request body in bytes the API reads; larger answers 413."
+    )
+    API_PUBLIC_HEALTH: bool = Field(False, description="Answer GET health without authentication.")
 
 
 _cached: AtwSettings | None = None

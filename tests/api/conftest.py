@@ -19,9 +19,7 @@ ALL_PERMS = ("view_taskrecord", "add_taskrecord", "change_taskrecord")
 def _make_user(username: str, perms: Sequence[str], staff: bool, active: bool) -> Any:
     from django.contrib.auth import get_user_model
 
-    user = get_user_model().objects.create_user(
-        username=username, password="pw", is_staff=staff, is_active=active
-    )
+    user = get_user_model().objects.create_user(username=username, is_staff=staff, is_active=active)
     user.user_permissions.set(
         Permission.objects.filter(content_type__app_label="django_atw", codename__in=perms)
     )

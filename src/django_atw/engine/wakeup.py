@@ -74,3 +74,8 @@ def _call(loop: asyncio.AbstractEventLoop, func: Callable[..., object], *args: o
     elif not loop.is_closed():
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(func, *args)
+
+
+def local_worker_count() -> int:
+    """Return how many workers run in this process (the health endpoint reports it)."""
+    return len(_snapshot())
