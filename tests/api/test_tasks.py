@@ -120,9 +120,10 @@ async def test_params_that_do_not_bind_answer_400_naming_the_parameter(operator,
     assert not await TaskRecord.objects.aexists()
 
 
-async def test_a_param_named_like_an_enqueue_option_is_refused(operator):
-    response = await post(operator.client, {"task_type": "echo", "params": {"priority": 1}})
-    assert (response.status_code, response.json()["error"]["field"]) == (400, "params.priority")
+@pytest.mark.parametrize("name", ["priority", "created_by", "task_func"])
+async def test_a_param_named_like_an_enqueue_argument_is_refused(operator, name):
+    response = await post(operator.client, {"task_type": "echo", "params": {name: 1}})
+    assert (response.status_code, response.json()["error"]["field"]) == (400, f"params.{name}")
 
 
 async def test_progress_callback_is_not_a_param_a_client_may_pass(operator):

@@ -42,11 +42,12 @@ from .schemas import (
 
 # A worker is alive while its heartbeat is younger than this: three missed beats mean it is gone.
 ALIVE_WINDOW = timedelta(seconds=3 * HEARTBEAT_INTERVAL)
-# Keyword names enqueue() takes for itself: a task parameter of the same name could not be passed.
+# Names enqueue() takes for itself (task_func, priority, ...): a task parameter of the same name
+# could not be passed through it.
 _ENQUEUE_OPTIONS = frozenset(
     name
     for name, param in inspect.signature(shortcuts.enqueue).parameters.items()
-    if param.kind is inspect.Parameter.KEYWORD_ONLY
+    if param.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 )
 
 _get_visible_task = sync_to_async(store.get_visible_task)
