@@ -75,11 +75,15 @@ async def test_a_web_only_process_stores_the_task_for_a_worker_and_the_worker_ru
     "run_after" not in inspect.signature(aenqueue).parameters,
     reason="aenqueue() has no run_after parameter in this tree (delayed tasks are not merged yet)",
 )
-async def test_submit_passes_run_after_to_enqueue(operator):
-    response = await post(operator.client, {"task_type": "noop", "run_after": "2099-01-01T00:00:00+00:00"})
-    assert response.status_code == 201, response.json()
-    row = await TaskRecord.objects.aget(id=response.json()["id"])
-    assert row.run_after.year == 2099  # type: ignore[attr-defined]
+async def test_submit_passes_run_after_to_enqueue(operator, worker):
+    delayed = await post(
+        operator.client, {"task_type": "noop", "priority": -1, "run_after": "2099-01-01T00:00:00+00:00"}
+    )
+    assert delayed.status_code == 201, delayed.json()
+    now = (await post(operator.client, {"task_type": "noop"})).json()["id"]
+    await wait_until(lambda: aget_task_info(now), lambda info: info.status == TaskStatus.COMPLETED)
+    # Had run_after been dropped, the delayed task (a lower priority number) would have run first.
+    assert (await aget_task_info(delayed.json()["id"])).status == TaskStatus.PENDING
 
 
 @pytest.mark.skipif(
