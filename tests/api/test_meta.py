@@ -125,3 +125,30 @@ async def test_openapi_document_is_3_1_with_paths_under_the_include_prefix(opera
     assert listing == {"status", "task_type", "queue", "older_than_minutes", "created_by", "limit", "cursor"}
     # The fuzz test (test_fuzz.py) loads build_document directly: it is what is served.
     assert document == build_document("/atw/")
+
+
+def test_every_api_view_is_async_so_django_runs_it_on_the_event_loop():
+    from asgiref.sync import iscoroutinefunction
+
+    from django_atw.api import urls
+
+    # Together with Django's SynchronousOnlyOperation guard (any ORM call made on the loop
+    # raises, and every test here would fail), this keeps database work off the event loop.
+    assert all(iscoroutinefunction(pattern.callback) for pattern in urls.urlpatterns)
+
+
+@pytest.mark.parametrize("path", ["tasks/", "task", "nothing/here"])
+async def test_an_unknown_path_under_the_api_answers_a_json_404(path):
+    from django.test import AsyncClient
+
+    response = await AsyncClient().get(API + path)
+    assert (response.status_code, response.json()["error"]["code"]) == (404, "not_found")
+
+
+async def test_the_document_marks_health_public_when_the_setting_does(operator):
+    from django.test import override_settings
+
+    with override_settings(ATW={"API_PUBLIC_HEALTH": True}):
+        document = (await operator.client.get(API + "openapi.json")).json()
+    assert document["paths"]["/atw/health"]["get"]["security"] == []
+    assert "security" not in build_document("/atw/")["paths"]["/atw/health"]["get"]

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from .. import registry
+from ..conf import get_settings
 from .schemas import (
     ErrorResponse,
     HealthResponse,
@@ -160,6 +161,7 @@ def build_document(prefix: str = "/") -> dict[str, Any]:
             "get": {
                 "summary": "Report workers, queue depth and database reachability",
                 "operationId": "health",
+                **({"security": []} if get_settings().API_PUBLIC_HEALTH else {}),
                 "responses": _responses(
                     {
                         "200": {

@@ -283,6 +283,11 @@ async def openapi_document(request: HttpRequest, caller: Caller) -> HttpResponse
     return HttpResponse(json.dumps(build_document(prefix)), content_type="application/json")
 
 
+async def unknown_path(request: HttpRequest, caller: Caller | None) -> HttpResponse:
+    """Any other path under the API: a JSON 404 that lists where to look."""
+    raise ApiError(404, "not_found", f"No API endpoint at {request.path!r}; see openapi.json.")
+
+
 def _public_health() -> bool:
     return get_settings().API_PUBLIC_HEALTH
 
@@ -292,3 +297,5 @@ task_view = api_view({"GET": get_task, "DELETE": cancel_task})
 types_view = api_view({"GET": task_types})
 health_view = api_view({"GET": health}, public=_public_health)
 openapi_view = api_view({"GET": openapi_document})
+_EVERY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+unknown_path_view = api_view(dict.fromkeys(_EVERY_METHOD, unknown_path), public=lambda: True)
