@@ -20,7 +20,7 @@ from .schemas import Error, ErrorResponse
 logger = logging.getLogger(__name__)
 
 Handler = Callable[..., Awaitable[HttpResponse]]
-# A handler of a public endpoint gets None instead of a Caller.
+# Asked on each request: True lets it through unauthenticated (its handler gets caller=None).
 PublicWhen = Callable[[], bool]
 
 

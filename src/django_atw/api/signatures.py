@@ -6,6 +6,7 @@ The worker passes ``progress_callback`` itself, so it is never part of what a cl
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import typing
 from collections.abc import Callable, Sequence
@@ -34,8 +35,13 @@ def _schema_of(annotation: Any) -> dict[str, Any]:
     return schema
 
 
+@functools.lru_cache(maxsize=1024)
 def parameters_schema(func: Callable[..., Any]) -> tuple[dict[str, Any], bool]:
-    """Return the JSON Schema of ``func``'s keyword parameters and whether it takes positional ones."""
+    """Return the JSON Schema of ``func``'s keyword parameters and whether it takes positional ones.
+
+    Cached per function (a signature does not change; a re-registered type is a new function).
+    Callers must not mutate the returned schema.
+    """
     hints = _annotations(func)
     properties: dict[str, Any] = {}
     definitions: dict[str, Any] = {}
