@@ -57,6 +57,12 @@ async def test_filters_by_status_task_type_and_queue(operator):
     assert await ids(operator.client, "?queue=q2") == [elsewhere]
 
 
+async def test_task_status_filters_as_in_the_original_router(operator):
+    cancelled, _pending = await aenqueue("noop"), await aenqueue("noop")
+    await operator.client.delete(API + f"tasks/{cancelled}")
+    assert await ids(operator.client, "?task_status=cancelled") == [cancelled]
+
+
 async def test_older_than_minutes_keeps_only_older_tasks(operator):
     old = await aenqueue("noop")
     await TaskRecord.objects.filter(id=old).aupdate(created_at=timezone.now() - timedelta(minutes=30))
@@ -79,7 +85,7 @@ async def test_created_by_me_keeps_the_callers_tasks(operator, make_user):
         ("?status=done", "status"),
         ("?older_than_minutes=-1", "older_than_minutes"),
         ("?created_by=someone", "created_by"),
-        ("?task_status=pending", "task_status"),  # the original's name: a typo is an error, not ignored
+        ("?stauts=pending", "stauts"),  # a typo is an error, not an ignored filter
         ("?cursor=bm90LWEtY3Vyc29y", "cursor"),
     ],
 )

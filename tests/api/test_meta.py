@@ -122,7 +122,9 @@ async def test_openapi_document_is_3_1_with_paths_under_the_include_prefix(opera
     submit = document["paths"]["/atw/tasks"]["post"]
     assert set(submit["responses"]) == {"201", "400", "401", "403", "409", "413", "422"}
     listing = {p["name"] for p in document["paths"]["/atw/tasks"]["get"]["parameters"]}
-    assert listing == {"status", "task_type", "queue", "older_than_minutes", "created_by", "limit", "cursor"}
+    assert listing == {
+        "status", "task_status", "task_type", "queue", "older_than_minutes", "created_by", "limit", "cursor",
+    }  # fmt: skip
     # The fuzz test (test_fuzz.py) loads build_document directly: it is what is served.
     assert document == build_document("/atw/")
 

@@ -92,6 +92,8 @@ def _query_parameters(defs: dict[str, Any]) -> list[dict[str, Any]]:
         parameter: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": prop}
         if description:
             parameter["description"] = description
+        if prop.pop("deprecated", False):
+            parameter["deprecated"] = True
         parameters.append(parameter)
     return parameters
 

@@ -66,6 +66,12 @@ class TaskListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: TaskStatus | None = None
+    task_status: TaskStatus | None = Field(
+        # Marked deprecated in the document only: pydantic's deprecated= would warn on every read.
+        None,
+        json_schema_extra={"deprecated": True},
+        description="The original router's name for status; status wins.",
+    )
     task_type: TaskType | None = None
     queue: QueueName | None = None
     older_than_minutes: int | None = Field(None, ge=0, le=MAX_AGE_MINUTES, description="Created before.")

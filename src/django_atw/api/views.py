@@ -180,7 +180,7 @@ async def list_tasks(request: HttpRequest, caller: Caller) -> HttpResponse:
     if query.created_by == "me":
         owner_id = caller.user.pk
     filters = store.PageFilters(
-        status=query.status,
+        status=query.status or query.task_status,
         task_type=query.task_type,
         queue=query.queue,
         created_before=(
