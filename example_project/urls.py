@@ -7,5 +7,6 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("atw/", include("django_atw.api.urls")),
     path("", include("example_project.demo.urls")),
 ]

@@ -17,6 +17,7 @@ from django.contrib.auth import get_permission_codename
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import smart_split, unescape_string_literal
@@ -26,7 +27,7 @@ from .cache.backends import base as cache_clock
 from .cache.backends import database as cache_db
 from .engine import wakeup
 from .exceptions import TaskDefinitionError
-from .models import CacheEntry, TaskRecord, WorkerProcess
+from .models import ApiToken, CacheEntry, TaskRecord, WorkerProcess
 from .status import TaskStatus
 
 if TYPE_CHECKING:
@@ -350,3 +351,33 @@ class CacheEntryAdmin(CacheEntryAdminBase):
 
 def _entries(count: int) -> str:
     return f"{count} cache entr{'y' if count == 1 else 'ies'}"
+
+
+if TYPE_CHECKING:
+    TokenAdminBase = admin.ModelAdmin[ApiToken]
+else:
+    TokenAdminBase = admin.ModelAdmin
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(TokenAdminBase):
+    """API tokens by their shown prefix; the digest is never displayed.
+
+    Tokens are made by ``manage.py atw_token create``, which shows the secret once; the admin
+    can only revoke them (a revoked token stays listed, so its use can still be traced).
+    """
+
+    list_display = ("prefix", "user", "name", "created_at", "last_used_at", "revoked_at")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    search_fields = ("prefix", "name", "user__username")
+    fields = ("prefix", "user", "name", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("prefix", "user", "created_at", "last_used_at", "revoked_at")
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Revoke selected tokens", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {_plural(count, 'token')}.", messages.SUCCESS)

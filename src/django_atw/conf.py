@@ -55,6 +55,11 @@ class AtwSettings(BaseModel):
         30.0, gt=0, description="Seconds without a heartbeat after which a worker's tasks are recovered."
     )
     CACHE: CacheSettings = Field(default_factory=lambda: CacheSettings.model_validate({}))
+    # HTTP API (django_atw.api)
+    API_MAX_BODY: int = Field(
+        1_048_576, ge=1, description="Largest request body in bytes the API reads; larger answers 413."
+    )
+    API_PUBLIC_HEALTH: bool = Field(False, description="Answer GET health without authentication.")
 
 
 _cached: AtwSettings | None = None

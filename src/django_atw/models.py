@@ -183,3 +183,26 @@ class CacheTaskKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.entry_id} -> {self.key}"
+
+
+class ApiToken(models.Model):
+    """A bearer token for the HTTP API, stored as its SHA-256 digest, never in clear.
+
+    The token itself is shown once, when ``manage.py atw_token create`` makes it; ``prefix``
+    (its first characters) is what the admin and ``atw_token list`` show to tell tokens apart.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="atw_tokens")
+    name = models.CharField(max_length=100, blank=True, default="", help_text="What the token is for.")
+    prefix = models.CharField(max_length=16, db_index=True, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API token"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"

@@ -756,3 +756,83 @@ def first_running_with_cache_key(cache_key: str) -> str | None:
         .values_list("id", flat=True)
         .first()
     )
+
+
+# --- HTTP API: visibility, cursor pages, health -----------------------------------------------
+# Kept apart from the engine's queries above: these serve django_atw.api only.
+
+
+def get_visible_task(task_id: str, owner_id: int | None) -> TaskInfo | None:
+    """Return one task's state if it exists and, when ``owner_id`` is given, belongs to that user.
+
+    One query: a task of someone else answers None, exactly like an unknown id, so a caller
+    without the view permission cannot even learn that the id exists.
+    """
+    qs = TaskRecord.objects.filter(id=task_id)
+    if owner_id is not None:
+        qs = qs.filter(created_by_id=owner_id)
+    row = qs.values(*_INFO_FIELDS).first()
+    return _info(row) if row is not None else None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PageFilters:
+    """What a task listing may be narrowed by; None leaves a filter out."""
+
+    status: TaskStatus | None = None
+    task_type: str | None = None
+    queue: str | None = None
+    created_before: datetime | None = None
+    owner_id: int | None = None
+
+
+def list_tasks_page(
+    filters: PageFilters, limit: int, after: tuple[datetime, str] | None = None
+) -> tuple[list[TaskInfo], tuple[datetime, str] | None]:
+    """Return up to ``limit`` tasks newest first, starting after the ``(created_at, id)`` key ``after``.
+
+    Keyset pagination over (created_at DESC, id DESC): the key of the last row returned is the
+    next page's start, so tasks added meanwhile (always newer) never shift a later page, and two
+    tasks created in the same microsecond are still told apart by id. Returns the page and the
+    key to continue from, or None when nothing follows. One query (it reads ``limit + 1`` rows).
+    """
+    qs = TaskRecord.objects.order_by("-created_at", "-id")
+    if filters.status is not None:
+        qs = qs.filter(status=filters.status.value)
+    if filters.task_type is not None:
+        qs = qs.filter(task_type=filters.task_type)
+    if filters.queue is not None:
+        qs = qs.filter(queue=filters.queue)
+    if filters.created_before is not None:
+        qs = qs.filter(created_at__lt=filters.created_before)
+    if filters.owner_id is not None:
+        qs = qs.filter(created_by_id=filters.owner_id)
+    if after is not None:
+        created_at, task_id = after
+        qs = qs.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=task_id))
+    rows = [_info(row) for row in qs.values(*_INFO_FIELDS)[: limit + 1]]
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], (last.created_at, last.id)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Health:
+    """What the health endpoint reports from the database."""
+
+    workers_alive: int
+    pending: int
+    running: int
+
+
+def read_health(alive_since: datetime) -> Health:
+    """Count live workers (heartbeat after ``alive_since``, not stopping) and pending/running tasks.
+
+    Finished tasks are not counted: each count here is served by a partial index (claim and
+    running indexes), so a health probe stays cheap however many finished rows are kept.
+    """
+    workers = WorkerProcess.objects.filter(stopping=False, last_heartbeat__gte=alive_since).count()
+    pending = TaskRecord.objects.filter(status=TaskStatus.PENDING.value).count()
+    running = TaskRecord.objects.filter(status=TaskStatus.RUNNING.value).count()
+    return Health(workers_alive=workers, pending=pending, running=running)

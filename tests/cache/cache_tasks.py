@@ -45,10 +45,10 @@ async def get_user_data(user_id: int, region: str = "global") -> dict[str, Any]:
     return {"user_id": user_id, "region": region, "call": calls["get_user_data"]}
 
 
-@task("process_data")
+@task("tenant_process_data")
 async def process_data(dataset: str) -> str:
-    calls["process_data"] += 1
-    return f"{dataset}:{calls['process_data']}"
+    calls["tenant_process_data"] += 1
+    return f"{dataset}:{calls['tenant_process_data']}"
 
 
 @task("get_regional_data")

@@ -124,7 +124,7 @@ async def test_tenant_isolation_as_in_the_readme(make_worker):
     tenant2 = {"tenant_id": "tenant2"}
     again, info = await run(worker, cache_tasks.process_data, "dataset", metadata=tenant2, cache_key_fn=key)
     assert info.from_cache and again == results["tenant2"]
-    assert await stored_key(info.id) == "process_data:tenant2:dataset"
+    assert await stored_key(info.id) == "tenant_process_data:tenant2:dataset"
 
 
 async def test_composite_and_component_keys_as_in_the_readme(make_worker):

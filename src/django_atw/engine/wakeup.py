@@ -321,3 +321,8 @@ class ChannelLayerListener:
 def _brief(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+
+
+def local_worker_count() -> int:
+    """Return how many workers run in this process (the health endpoint reports it)."""
+    return len(_snapshot())

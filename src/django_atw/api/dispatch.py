@@ -1,0 +1,111 @@
+"""The frame every API view runs in: method dispatch, body limit, authentication, error answers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from ..conf import get_settings
+from .auth import Caller, authenticate
+from .errors import ApiError, json_response
+from .schemas import Error, ErrorResponse
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[..., Awaitable[HttpResponse]]
+# Asked on each request: True lets it through unauthenticated (its handler gets caller=None).
+PublicWhen = Callable[[], bool]
+
+
+def _body_limit_error(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        "body_too_large",
+        f"The request body is larger than ATW['API_MAX_BODY'] = {limit} bytes.",
+    )
+
+
+def read_body(request: HttpRequest) -> bytes:
+    """Return the body, or raise 413 when it exceeds ``ATW["API_MAX_BODY"]``.
+
+    The declared length is checked first, so an oversize body is refused without being parsed.
+    """
+    limit = get_settings().API_MAX_BODY
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise _body_limit_error(limit)
+    try:
+        body = request.body
+    except RequestDataTooBig:  # beyond Django's own DATA_UPLOAD_MAX_MEMORY_SIZE
+        raise _body_limit_error(limit) from None
+    if len(body) > limit:
+        raise _body_limit_error(limit)
+    return body
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """Decode a JSON object body, or raise 422 saying what is wrong with it."""
+    try:
+        value = json.loads(body or b"null", parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(422, "invalid", f"The body is not valid JSON: {exc}.", field="body") from None
+    if not isinstance(value, dict):
+        raise ApiError(
+            422, "invalid", f"The body must be a JSON object, got {type(value).__name__}.", field="body"
+        )
+    return value
+
+
+def _internal_error(caller: Caller | None) -> HttpResponse:
+    error = Error(code="internal", message="Internal server error; the server log has the details.")
+    if caller is not None and caller.is_staff:
+        error.traceback = traceback.format_exc()
+    return json_response(ErrorResponse(error=error), 500)
+
+
+def api_view(handlers: dict[str, Handler], *, public: PublicWhen | None = None) -> Any:
+    """Build an async view that runs ``handlers[method](request, caller, **url_kwargs)``.
+
+    Order: 405 for an unknown method, 413 for an oversize body, 401/403 from authentication
+    (skipped when ``public()`` says so), then the handler. Any other exception is logged and
+    answered 500 without a traceback, except to staff users.
+    """
+    allowed = ", ".join(sorted(handlers))
+
+    @csrf_exempt  # authenticate() checks CSRF itself, for session requests only
+    async def view(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        caller: Caller | None = None
+        try:
+            handler = handlers.get(request.method or "")
+            if handler is None:
+                raise ApiError(
+                    405,
+                    "method_not_allowed",
+                    f"{request.method} is not allowed here; use {allowed}.",
+                    headers={"Allow": allowed},
+                )
+            read_body(request)
+            if public is None or not public():
+                caller = await authenticate(request)
+            return await handler(request, caller, **kwargs)
+        except ApiError as exc:
+            return exc.response()
+        except Exception:
+            logger.exception("API request failed: %s %s", request.method, request.path)
+            return _internal_error(caller)
+
+    return view

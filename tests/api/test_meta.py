@@ -1,0 +1,156 @@
+"""GET types, tasks/types, health and openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from django_atw import aenqueue, register_task
+from django_atw.api.openapi import build_document
+from django_atw.api.signatures import parameters_schema
+from django_atw.registry import unregister_task
+from tests.api.conftest import API
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.mark.parametrize("path", ["types", "tasks/types"])
+async def test_types_lists_registered_types_with_schemas_from_their_signatures(operator, path):
+    body = (await operator.client.get(API + path)).json()
+    assert "process_data" in body["task_types"] and body["task_types"] == sorted(body["task_types"])
+    described = {entry["name"]: entry for entry in body["types"]}
+    process = described["process_data"]
+    assert process["description"] == "The original README's quick-start task, without its sleep."
+    assert process["parameters"] == {
+        "type": "object",
+        "properties": {"data": {"type": "array", "items": {"type": "integer"}}},
+        "required": ["data"],
+        "additionalProperties": False,
+    }
+    assert described["fail"]["parameters"]["properties"]["message"] == {"type": "string", "default": "boom"}
+    assert (
+        described["echo"]["accepts_args"] is True
+        and "additionalProperties" not in described["echo"]["parameters"]
+    )
+    assert described["noop"]["accepts_args"] is False
+
+
+class Opaque:
+    """A type pydantic cannot describe."""
+
+
+class Point(BaseModel):
+    x: int
+
+
+async def draw(
+    points: list[Point], *, label: Opaque, scale: float = 1.0, progress_callback: Any = None
+) -> None:
+    return None
+
+
+def test_parameter_schemas_lift_nested_definitions_and_describe_unknown_types_as_any():
+    schema, accepts_args = parameters_schema(draw)
+    assert accepts_args is True
+    assert schema["properties"]["points"] == {"type": "array", "items": {"$ref": "#/$defs/Point"}}
+    assert schema["$defs"]["Point"]["properties"] == {"x": {"title": "X", "type": "integer"}}
+    assert schema["properties"]["label"] == {}
+    assert schema["properties"]["scale"] == {"type": "number", "default": 1.0}
+    assert schema["required"] == ["points", "label"] and "progress_callback" not in schema["properties"]
+
+
+async def test_a_type_registered_later_appears(operator):
+    async def late(n: int) -> int:
+        return n
+
+    register_task("registered_late", late)
+    try:
+        body = (await operator.client.get(API + "types")).json()
+        assert "registered_late" in body["task_types"]
+    finally:
+        unregister_task("registered_late")
+
+
+async def test_health_without_a_worker_says_stopped_and_no_local_worker(operator):
+    await aenqueue("noop")
+    body = (await operator.client.get(API + "health")).json()
+    assert body == {
+        "status": "stopped",
+        "worker_count": 0,
+        "queue_size": 1,
+        "local_worker": False,
+        "queue_depth": {"pending": 1, "running": 0},
+        "database": True,
+    }
+
+
+async def test_health_with_a_worker_in_the_process_says_ok(operator, worker):
+    from tests.sampleapp import tasks as sample
+
+    await worker.add_task(sample.wait_for_gate, "health")
+    await sample.started_event("health").wait()
+    response = await operator.client.get(API + "health")
+    body = response.json()
+    assert (response.status_code, body["status"], body["local_worker"], body["worker_count"]) == (
+        200,
+        "ok",
+        True,
+        1,
+    )
+    assert body["queue_depth"] == {"pending": 0, "running": 1}
+
+
+async def test_openapi_document_is_3_1_with_paths_under_the_include_prefix(operator):
+    response = await operator.client.get(API + "openapi.json")
+    document = response.json()
+    assert (response.status_code, document["openapi"]) == (200, "3.1.0")
+    assert set(document["paths"]) == {
+        "/atw/tasks", "/atw/tasks/types", "/atw/tasks/{task_id}", "/atw/types", "/atw/health",
+        "/atw/openapi.json",
+    }  # fmt: skip
+    schemas = document["components"]["schemas"]
+    assert {"TaskSubmitRequest", "TaskResponse", "TaskListResponse", "ErrorResponse"} <= set(schemas)
+    assert set(schemas["TaskResponse"]["properties"]) >= {
+        "id",
+        "status",
+        "progress",
+        "from_cache",
+        "attempts",
+    }
+    submit = document["paths"]["/atw/tasks"]["post"]
+    assert set(submit["responses"]) == {"201", "400", "401", "403", "409", "413", "422"}
+    listing = {p["name"] for p in document["paths"]["/atw/tasks"]["get"]["parameters"]}
+    assert listing == {
+        "status", "task_status", "task_type", "queue", "older_than_minutes", "created_by", "limit", "cursor",
+    }  # fmt: skip
+    # The fuzz test (test_fuzz.py) loads build_document directly: it is what is served.
+    assert document == build_document("/atw/")
+
+
+def test_every_api_view_is_async_so_django_runs_it_on_the_event_loop():
+    from asgiref.sync import iscoroutinefunction
+
+    from django_atw.api import urls
+
+    # Together with Django's SynchronousOnlyOperation guard (any ORM call made on the loop
+    # raises, and every test here would fail), this keeps database work off the event loop.
+    assert all(iscoroutinefunction(pattern.callback) for pattern in urls.urlpatterns)
+
+
+@pytest.mark.parametrize("path", ["tasks/", "task", "nothing/here"])
+async def test_an_unknown_path_under_the_api_answers_a_json_404(path):
+    from django.test import AsyncClient
+
+    response = await AsyncClient().get(API + path)
+    assert (response.status_code, response.json()["error"]["code"]) == (404, "not_found")
+
+
+async def test_the_document_marks_health_public_when_the_setting_does(operator):
+    from django.test import override_settings
+
+    with override_settings(ATW={"API_PUBLIC_HEALTH": True}):
+        document = (await operator.client.get(API + "openapi.json")).json()
+    assert document["paths"]["/atw/health"]["get"]["security"] == []
+    assert "security" not in build_document("/atw/")["paths"]["/atw/health"]["get"]
