@@ -10,8 +10,10 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from django_atw import AsyncTaskWorker, TaskStatus, aenqueue, aenqueue_many, aget_task_info
+from django_atw import AsyncTaskWorker, TaskStatus, aenqueue, aenqueue_many, aget_task_info, store, submit
+from django_atw.engine import pool, wakeup
 from django_atw.models import TaskRecord, WorkerProcess
+from tests.conftest import wait_until
 from tests.helpers.processes import ROOT, subprocess_env
 from tests.sampleapp import tasks
 
@@ -182,3 +184,26 @@ async def test_get_task_info_works_without_a_running_worker():
     assert info.status == TaskStatus.PENDING
     assert await worker.get_task_info("missing") is None
     assert await sync_to_async(lambda: TaskRecord.objects.count())() == 1
+
+
+async def test_a_task_committed_during_an_empty_claim_is_not_left_for_the_next_poll(make_worker, monkeypatch):
+    # Polls are an hour apart, so only the wake-up can start the task. It arrives while a claim
+    # is in flight whose snapshot missed the task: that claim returns nothing, and the wake-up
+    # must still lead to another claim.
+    real_claim = store.claim_batch
+    added: list[str] = []
+
+    def claim_then_add(worker_id: str, queues: list[str], limit: int) -> list[store.ClaimedTask]:
+        claims = real_claim(worker_id, queues, limit)
+        if not claims and not added:
+            added.extend(store.add_tasks([submit.build(tasks.echo, ["late"], {})]))
+            wakeup.notify(["default"])  # reaches the loop before this claim's empty result
+        return claims
+
+    worker = await make_worker(worker_poll_interval=3600)
+    monkeypatch.setattr(pool.store, "claim_batch", claim_then_add)
+    worker._pool.wake()
+    done = await wait_until(
+        lambda: TaskRecord.objects.filter(status=TaskStatus.COMPLETED.value).acount(), lambda n: n == 1
+    )
+    assert done == 1 and len(added) == 1

@@ -171,7 +171,9 @@ class WorkerPool:
                 for claim in claims:
                     self._start(claim)
                 self.claiming = False
-                self._maybe_more = len(claims) == want
+                # A wake-up during the claim may stand for a task committed after the claim's
+                # snapshot: keep it, or that task would wait for the next poll.
+                self._maybe_more = len(claims) == want or self._wake.is_set()
                 if self._maybe_more and self._free() > 0:
                     continue
             try:
