@@ -85,7 +85,8 @@ class System(abc.ABC):
         """The command lines that start ``processes`` worker processes."""
 
     def worker_environment(self) -> dict[str, str]:
-        return {"PYTHONPATH": str(ROOT), scale_tasks.REDIS_URL_ENV: self.redis_url}
+        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        return {"PYTHONPATH": path, scale_tasks.REDIS_URL_ENV: self.redis_url}
 
     @classmethod
     @abc.abstractmethod
@@ -147,7 +148,17 @@ class Atw(System):
 
     def worker_commands(self, processes: int) -> list[list[str]]:
         command = [sys.executable, "-m", "django", "atw_worker", "--concurrency", str(ATW_CONCURRENCY)]
+        if self._has_log_level():
+            command += ["--log-level", "warning"]
         return [command] * processes
+
+    @staticmethod
+    def _has_log_level() -> bool:
+        """Whether this version of ``atw_worker`` takes ``--log-level`` (info logs every task)."""
+        from django.core.management import load_command_class
+
+        parser = load_command_class("django_atw", "atw_worker").create_parser("manage.py", "atw_worker")
+        return "--log-level" in parser.format_help()
 
     def worker_environment(self) -> dict[str, str]:
         # The child's own settings: benchmarks.settings on the fresh database.
@@ -157,8 +168,9 @@ class Atw(System):
     @classmethod
     def describe(cls) -> str:
         return (
-            f"`python -m django atw_worker --concurrency {ATW_CONCURRENCY}` per process "
-            "(`manage.py atw_worker`), other options default"
+            f"`python -m django atw_worker --concurrency {ATW_CONCURRENCY} --log-level warning` per "
+            "process (`manage.py atw_worker`; `--log-level` where the command has it: no log line per "
+            "task, like the peers), other options default"
         )
 
     def drained(self, expected: int) -> bool:
