@@ -28,6 +28,9 @@ BIN = Path(sys.executable).parent
 ATW_CONCURRENCY = 100
 # procrastinate's jobs are fetched one per query; more concurrency keeps more fetches in flight.
 PROCRASTINATE_CONCURRENCY = 10
+# Huey: worker threads in each consumer process (a task's Redis round trips overlap; in the
+# smoke runs 4 drained no slower than 1).
+HUEY_THREADS = 4
 # Celery: how many messages each pool process reserves ahead (Celery's default is 4).
 CELERY_PREFETCH = 4
 # Celery's threads pool: threads in each worker process.
@@ -196,10 +199,10 @@ class Atw(System):
 
 
 class Huey(System):
-    """Huey on Redis: ``huey_consumer`` processes, one worker thread each.
+    """Huey on Redis: ``huey_consumer`` processes with a few worker threads each.
 
-    One consumer process per worker process: a consumer with ``-k process -w 2`` forks two
-    worker processes under a third (the scheduler), which drained no faster in the smoke runs.
+    One consumer process per worker process, each taking tasks from Redis itself, like the other
+    systems' worker processes (``-k process`` would fork the workers under a scheduler process).
     """
 
     name = "huey"
@@ -230,21 +233,14 @@ class Huey(System):
             self.app.noop(count)
 
     def worker_commands(self, processes: int) -> list[list[str]]:
-        command = [
-            str(BIN / "huey_consumer"),
-            "benchmarks.peer_huey.huey",
-            "-k",
-            "thread",
-            "-w",
-            "1",
-            "--quiet",
-        ]
+        command = [str(BIN / "huey_consumer"), "benchmarks.peer_huey.huey", "-k", "thread"]
+        command += ["-w", str(HUEY_THREADS), "--quiet"]
         return [command] * processes
 
     @classmethod
     def describe(cls) -> str:
         return (
-            "`huey_consumer benchmarks.peer_huey.huey -k thread -w 1 --quiet` per process "
+            f"`huey_consumer benchmarks.peer_huey.huey -k thread -w {HUEY_THREADS} --quiet` per process "
             "(no log line per task, like the others), results off"
         )
 
