@@ -65,6 +65,8 @@ from benchmarks import databases, report  # noqa: E402
 from benchmarks.workloads import FULL, QUICK, Sizes  # noqa: E402
 
 DATABASES = ("sqlite", "postgres")
+# The scale suite's systems: the keys of scale_systems.SYSTEMS, named here so that parsing the
+# command line imports no peer library.
 SYSTEMS = ("atw", "huey", "celery", "celery-threads", "procrastinate")
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
 CHILD_TIMEOUT = 3600.0
