@@ -6,6 +6,8 @@ Usage::
         [--postgres-url postgresql://postgres@127.0.0.1:5432/postgres]
         [--output docs/benchmarks.md] [--quick]
     .venv/bin/python benchmarks/bench.py --profile sqlite|postgres [--quick]
+    .venv/bin/python benchmarks/bench.py --suite scale [--runs 3] [--systems atw,huey,...]
+        [--postgres-url ...] [--redis-url redis://127.0.0.1:6379/0] [--output docs/benchmarks.md] [--quick]
 
 What is measured, with no-op tasks unless said otherwise:
 
@@ -27,6 +29,10 @@ PostgreSQL: ``atw_bench_<pid>``, dropped at the end), migrates it, runs every wo
 prints its figures as JSON. Figures are medians over ``--runs``; the Markdown report (machine,
 command, medians, ratios to the original library, the issue's targets) goes to ``--output``
 (for ``--quick``, only when ``--output`` is given). ``--quick`` uses small sizes, for a smoke run.
+
+``--suite scale`` runs ``benchmarks/scale.py`` instead: ``manage.py atw_worker`` processes on
+PostgreSQL against Huey, Celery and procrastinate workers (drain with 1 and 2 worker processes,
+wake-up latency across processes); its section of the report is replaced in place, or appended.
 
 ``--profile`` runs the drain once in this process under cProfile (the event loop thread and each
 of the worker's database threads) and prints the top 30 functions by cumulative and by own time.
@@ -61,12 +67,19 @@ from benchmarks import databases, report  # noqa: E402
 from benchmarks.workloads import FULL, QUICK, Sizes  # noqa: E402
 
 DATABASES = ("sqlite", "postgres")
+# The scale suite's systems: the keys of scale_systems.SYSTEMS, named here so that parsing the
+# command line imports no peer library.
+SYSTEMS = ("atw", "huey", "celery", "celery-threads", "procrastinate")
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
 CHILD_TIMEOUT = 3600.0
 
 
 def default_postgres_url() -> str:
     return os.environ.get("ATW_TEST_POSTGRES") or "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def default_redis_url() -> str:
+    return os.environ.get("ATW_BENCH_REDIS") or "redis://127.0.0.1:6379/0"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -81,16 +94,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="a PostgreSQL database to connect to for creating the benchmark's own "
         "(default: $ATW_TEST_POSTGRES or postgresql://postgres@127.0.0.1:5432/postgres)",
     )
+    parser.add_argument(
+        "--suite",
+        choices=("main", "scale"),
+        default="main",
+        help="main (default) or scale (worker processes)",
+    )
+    parser.add_argument(
+        "--systems", default=",".join(SYSTEMS), help=f"scale suite: comma-separated, of {', '.join(SYSTEMS)}"
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=default_redis_url(),
+        help="scale suite: the Redis database for Huey, Celery and the tasks' marks; its keys of the "
+        "benchmark are deleted before and after (default: $ATW_BENCH_REDIS or redis://127.0.0.1:6379/0)",
+    )
     parser.add_argument("--output", type=Path, help=f"Markdown report (default {DEFAULT_OUTPUT})")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--profile", choices=DATABASES, help="profile the drain on this database and exit")
-    parser.add_argument("--worker-mode", choices=("original", *DATABASES), help=argparse.SUPPRESS)
+    worker_modes = ("original", *DATABASES, *(f"scale-{name}" for name in SYSTEMS))
+    parser.add_argument("--worker-mode", choices=worker_modes, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.databases = [name.strip() for name in args.databases.split(",") if name.strip()]
     unknown = set(args.databases) - set(DATABASES)
     if unknown or not args.databases:
         parser.error(f"--databases takes sqlite and/or postgres, got {','.join(args.databases)!r}")
+    args.systems = [name.strip() for name in args.systems.split(",") if name.strip()]
+    if set(args.systems) - set(SYSTEMS) or not args.systems:
+        parser.error(f"--systems takes {', '.join(SYSTEMS)}, got {','.join(args.systems)!r}")
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     return args
@@ -114,7 +146,18 @@ def run_steps(plan: Sequence[tuple[str, Callable[[], dict[str, float]]]]) -> dic
     return {"metrics": metrics, "errors": errors}
 
 
-def child_main(mode: str, sizes: Sizes, postgres_url: str) -> dict[str, Any]:
+def child_main(mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    sizes = QUICK if args.quick else FULL
+    postgres_url = args.postgres_url
+    if mode.startswith("scale-"):
+        from benchmarks import scale
+
+        scale_sizes = scale.QUICK if args.quick else scale.FULL
+        with (
+            scale.log_folder() as logs,
+            scale.prepared_system(mode.removeprefix("scale-"), postgres_url, args.redis_url) as system,
+        ):
+            return {"mode": mode, **run_steps(scale.steps(system, scale_sizes, logs))}
     if mode == "original":
         from benchmarks import run_original
 
@@ -139,7 +182,8 @@ def profile_main(kind: str, sizes: Sizes, postgres_url: str) -> None:
 
 def run_child(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, str(Path(__file__).resolve()), "--worker-mode", mode, "--json"]
-    command += ["--postgres-url", args.postgres_url] + (["--quick"] if args.quick else [])
+    command += ["--postgres-url", args.postgres_url, "--redis-url", args.redis_url]
+    command += ["--quick"] if args.quick else []
     try:
         done = subprocess.run(
             command, cwd=ROOT, stdout=subprocess.PIPE, text=True, timeout=CHILD_TIMEOUT, check=False
@@ -219,6 +263,40 @@ def shown_command(argv: Sequence[str]) -> str:
     return shlex.join([python, script, *masked])
 
 
+def scale_main(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """The scale suite: each system's child per run, then its section of the report."""
+    from benchmarks import scale, scale_report
+
+    try:
+        machine = machine_facts(args.postgres_url)
+    except Exception as exc:
+        print(f"PostgreSQL is not reachable ({exc}).", file=sys.stderr)
+        return 2
+    machine.update(scale.versions(args.redis_url))
+    started = perf_counter()
+    modes = [scale_report.mode(name) for name in args.systems]
+    results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    for run in range(args.runs):
+        for mode in modes:
+            print(f"run {run + 1}/{args.runs}: {mode}", file=sys.stderr, flush=True)
+            results[mode].append(run_child(mode, args))
+    machine["load average at end (1, 5, 15 min)"] = _load_average()
+    machine["suite duration"] = f"{perf_counter() - started:.0f} s"
+    sizes = scale.QUICK if args.quick else scale.FULL
+    section = scale_report.render(
+        machine, shown_command(argv), results, sizes, args.runs, scale.describe(args.systems)
+    )
+    print(section)
+    output = args.output or (None if args.quick else DEFAULT_OUTPUT)
+    if output is not None:
+        previous = output.read_text(encoding="utf-8") if output.exists() else ""
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(scale_report.splice(previous, section), encoding="utf-8")
+        print(f"wrote {output}", file=sys.stderr)
+    failed = any(result.get("errors") for runs in results.values() for result in runs)
+    return 1 if failed else 0
+
+
 def parent_main(args: argparse.Namespace, argv: Sequence[str]) -> int:
     sizes = QUICK if args.quick else FULL
     postgres_url = args.postgres_url if "postgres" in args.databases else None
@@ -238,8 +316,11 @@ def parent_main(args: argparse.Namespace, argv: Sequence[str]) -> int:
     print(text)
     output = args.output or (None if args.quick else DEFAULT_OUTPUT)
     if output is not None:
+        from benchmarks import scale_report
+
+        previous = output.read_text(encoding="utf-8") if output.exists() else ""
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
+        output.write_text(scale_report.carry_over(previous, text), encoding="utf-8")
         print(f"wrote {output}", file=sys.stderr)
     failed = any(result.get("errors") for runs in results.values() for result in runs)
     return 1 if failed else 0
@@ -251,12 +332,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if args.worker_mode:
-        result = child_main(args.worker_mode, sizes, args.postgres_url)
+        result = child_main(args.worker_mode, args)
         print(json.dumps(result) if args.json else result, flush=True)
         return 0
     if args.profile:
         profile_main(args.profile, sizes, args.postgres_url)
         return 0
+    if args.suite == "scale":
+        return scale_main(args, argv)
     return parent_main(args, argv)
 
 
