@@ -1,7 +1,9 @@
 """Settings of the django-atw example project: a small site to enqueue demo tasks and watch them run.
 
 Run it with ``scripts/demo.sh``, or by hand: ``python manage.py migrate``, then ``python manage.py
-atw_worker`` in one terminal and ``python manage.py runserver`` (served by Daphne) in another.
+runserver`` (served by Daphne) or ``daphne example_project.asgi:application``: the worker runs inside
+the web server. With ``ATW_REDIS_URL`` set (``redis://127.0.0.1:6379/0``), events travel over Redis
+(channels_redis), so workers in other processes reach the same browsers.
 Development settings only: never deploy them as they are.
 """
 
@@ -88,7 +90,9 @@ DATABASES = {
 }
 
 AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []  # the demo user's password is "demo"
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "demo:login"
+LOGIN_REDIRECT_URL = "demo:index"
+LOGOUT_REDIRECT_URL = "demo:login"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
