@@ -95,6 +95,8 @@ class DemoServer:
         self.env.pop("ATW_REDIS_URL", None)
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        # Ids of tasks of the user demo on a queue no worker serves: they stay pending.
+        self.parked: list[str] = []
 
     def manage(self, *args: str) -> str:
         """Run ``manage.py`` against the example database; return its output."""
@@ -159,17 +161,29 @@ class DemoServer:
         return self.log_path.read_text(errors="replace")[-6000:]
 
 
+@pytest.fixture(autouse=True)
+def _close_sync_to_async_connections() -> None:
+    """Replace the suite's async clean-up: these tests open no database connection of their own,
+    and playwright's sync API keeps an event loop running in this thread, where an async fixture
+    cannot run."""
+
+
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
     server = DemoServer(tmp_path_factory.mktemp("example"))
-    server.manage("migrate", "--noinput", "--verbosity", "0")
-    server.shell(
+    # One Django process sets everything up: the schema, the users, and tasks on a queue no
+    # worker serves, which stay pending until a test changes them.
+    server.parked = server.shell(
         "import json\n"
+        "from django.core.management import call_command\n"
         "from django.contrib.auth import get_user_model\n"
+        "import django_atw\n"
+        "call_command('migrate', verbosity=0)\n"
         "User = get_user_model()\n"
-        f"User.objects.create_superuser('demo', 'demo@example.com', {PASSWORD!r})\n"
+        f"demo = User.objects.create_superuser('demo', 'demo@example.com', {PASSWORD!r})\n"
         f"User.objects.create_user('alice', 'alice@example.com', {PASSWORD!r})\n"
-        "print(json.dumps(True))"
+        "print(json.dumps([django_atw.enqueue('demo.count', queue='parked', created_by=demo)"
+        " for _ in range(2)]))"
     )
     server.start()
     try:
@@ -196,6 +210,13 @@ def log_in(browser: Browser, server: DemoServer, username: str) -> Page:
     """A page in a fresh browser context, signed in as ``username``, on the demo page."""
     context = browser.new_context()
     context.set_default_timeout(WAIT_MS)
+    # Every page keeps the progress values it receives, per task, in window.atwSeen.
+    context.add_init_script(
+        """window.atwSeen = {};
+        document.addEventListener("atw:task", (event) => {
+          (window.atwSeen[event.detail.id] ||= []).push(event.detail.progress);
+        });"""
+    )
     page = context.new_page()
     page.goto(f"{server.url}/login/?next=/")
     page.fill("#id_username", username)
