@@ -34,6 +34,14 @@ class AtwSettings(BaseModel):
     )
     CLEANUP_INTERVAL: float = Field(3600, ge=0, description="Seconds between cleanups; 0 disables them.")
     DEFAULT_QUEUE: str = Field("default", min_length=1, max_length=100)
+    # Live progress: the worker inside the ASGI server, and the database relay for channel-layer events.
+    EMBEDDED_WORKER: bool = Field(True, description="Run a worker inside the ASGI server process.")
+    SHUTDOWN_TIMEOUT: float = Field(
+        5.0, ge=0, description="Seconds running tasks get at server shutdown before returning to pending."
+    )
+    RELAY_INTERVAL: float | None = Field(
+        0.5, gt=0, description="Seconds between the web process's reads of changes to relay; None: off."
+    )
 
 
 _cached: AtwSettings | None = None

@@ -110,3 +110,12 @@ async def two_steps(name: str, progress_callback: Any = None) -> str:
     started_event(f"{name}-2").set()
     await gate(f"{name}-2").wait()
     return name
+
+
+@task("steps")
+async def steps(count: int, delay: float, progress_callback: Any = None) -> int:
+    """Report ``count`` evenly spaced progress values, ``delay`` seconds apart (for other processes)."""
+    for step in range(1, count + 1):
+        await asyncio.sleep(delay)
+        progress_callback(step / count)
+    return count

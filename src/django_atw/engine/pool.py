@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from django.utils import timezone
 
@@ -44,8 +44,10 @@ class WorkerPool:
         queues: Sequence[str],
         poll_interval: float,
         batch_size: int,
+        on_started: Callable[[ClaimedTask], None] | None = None,
     ) -> None:
         self.worker_id = worker_id
+        self._on_started = on_started  # live events: a task began running
         self.max_workers = max_workers
         self.queues = list(queues)
         self.running: dict[str, asyncio.Task[None]] = {}
@@ -131,6 +133,8 @@ class WorkerPool:
         self.running[claim.id] = asyncio.create_task(
             self._run_one(claim), name=f"atw-task-{claim.task_type}[{claim.id}]"
         )
+        if self._on_started is not None:
+            self._on_started(claim)
 
     async def _run_one(self, claim: ClaimedTask) -> None:
         try:

@@ -19,7 +19,7 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from django.utils import timezone
 
-from .. import store, submit
+from .. import events, store, submit
 from ..conf import get_settings
 from ..exceptions import QueueFullError, TaskArgumentError
 from ..shortcuts import check_list_filters
@@ -123,6 +123,7 @@ class AsyncTaskWorker:
         self._progress: ProgressTracker | None = None
         self._futures = TaskFutureManager()
         self._housekeeper: Housekeeper | None = None
+        self._events: events.EventPublisher | None = None
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> AsyncTaskWorker:
@@ -180,6 +181,10 @@ class AsyncTaskWorker:
                 self.max_workers,
             )
             self._futures = TaskFutureManager()
+            # Live events to the channel layer, when one is configured.
+            self._events = events.EventPublisher.for_worker(self.worker_id)
+            if self._events is not None:
+                self._events.start()
             self._progress = ProgressTracker(self._progress_changed)
             self._writer = OutcomeWriter(
                 self._write_db,
@@ -188,6 +193,7 @@ class AsyncTaskWorker:
                 progress_interval=self.progress_interval,
                 retry_interval=self.worker_poll_interval,
                 on_committed=self._on_committed,
+                on_progress_committed=self._events.progress_committed if self._events else None,
             )
             self._pool = WorkerPool(
                 worker_id=self.worker_id,
@@ -198,6 +204,7 @@ class AsyncTaskWorker:
                 queues=self.queues,
                 poll_interval=self.worker_poll_interval,
                 batch_size=self.claim_batch_size,
+                on_started=self._events.task_started if self._events else None,
             )
             self._writer.start()
             self._pool.start()
@@ -232,6 +239,8 @@ class AsyncTaskWorker:
         await self._pool.stop_claiming()
         unfinished = await self._pool.drain(timeout)
         await self._writer.stop()
+        if self._events is not None:
+            await self._events.stop()
         if self._housekeeper is not None:
             await self._housekeeper.stop()
         if unfinished:
@@ -462,6 +471,8 @@ class AsyncTaskWorker:
             self._writer.progress_changed()
 
     def _on_committed(self, outcomes: Sequence[Outcome]) -> None:
+        if self._events is not None:
+            self._events.outcomes_committed(outcomes)
         futures = self._futures
         for outcome in outcomes:
             if not futures.has(outcome.task_id):
