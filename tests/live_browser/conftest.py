@@ -80,7 +80,7 @@ def _free_port() -> int:
 class DemoServer:
     """Daphne serving ``example_project.asgi`` (worker inside) on a loopback port."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, redis_url: str | None = None) -> None:
         self.workdir = workdir
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -91,8 +91,10 @@ class DemoServer:
             "ATW_EXAMPLE_DB": str(workdir / "example.sqlite3"),
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
-        # The in-memory channel layer: events and the worker live in the server process.
+        # Without a Redis URL, the in-memory channel layer: events live in the server process.
         self.env.pop("ATW_REDIS_URL", None)
+        if redis_url:
+            self.env["ATW_REDIS_URL"] = redis_url
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
         # Ids of tasks of the user demo on a queue no worker serves: they stay pending.
@@ -168,9 +170,9 @@ def _close_sync_to_async_connections() -> None:
     cannot run."""
 
 
-@pytest.fixture(scope="module")
-def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
-    server = DemoServer(tmp_path_factory.mktemp("example"))
+def serve(workdir: Path, redis_url: str | None = None) -> DemoServer:
+    """Set up the example database and start Daphne on it."""
+    server = DemoServer(workdir, redis_url)
     # One Django process sets everything up: the schema, the users, and tasks on a queue no
     # worker serves, which stay pending until a test changes them.
     server.parked = server.shell(
@@ -186,6 +188,12 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer
         " for _ in range(2)]))"
     )
     server.start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+    server = serve(tmp_path_factory.mktemp("example"))
     try:
         yield server
     finally:
