@@ -41,6 +41,8 @@ def server_command(server: str, port: int) -> list[str]:
     app = "example_project.asgi:application"
     if server == "daphne":
         return [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), app]
+    if server == "runserver":  # Daphne's runserver; the autoreloader allows no graceful stop
+        return [sys.executable, "-m", "django", "runserver", "--noreload", f"127.0.0.1:{port}"]
     return [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), "--lifespan", "on", app]
 
 
@@ -56,7 +58,7 @@ def http(method: str, url: str, body: dict | None = None) -> tuple[int, bytes]:
         return 0, b""
 
 
-@pytest.mark.parametrize("server", ["daphne", "uvicorn"])
+@pytest.mark.parametrize("server", ["daphne", "uvicorn", "runserver"])
 async def test_the_server_runs_the_worker_and_stops_it_gracefully(server, tmp_path):
     if connection.vendor != "sqlite":
         pytest.skip("server processes are tested on SQLite only")
