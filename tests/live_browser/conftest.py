@@ -42,6 +42,22 @@ ARTIFACTS = ROOT / "test-artifacts" / "browser"
 PASSWORD = "browser-test-password"
 START_TIMEOUT = 30.0
 APPLICATION = "example_project.asgi:application"
+# The Django process behind DemoServer.shell: runs each line (a JSON string of code), answers
+# one JSON line with what the code printed.
+HELPER = """
+import contextlib, io, json, sys, traceback
+import django
+django.setup()
+for line in sys.stdin:
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            exec(json.loads(line), {})
+        reply = {"ok": True, "out": out.getvalue()}
+    except Exception:
+        reply = {"ok": False, "out": out.getvalue(), "error": traceback.format_exc()}
+    print(json.dumps(reply), flush=True)
+"""
 # What a browser test waits for at most (ms): it only turns a hang into a failure.
 WAIT_MS = 20_000
 
@@ -96,29 +112,42 @@ class DemoServer:
         if redis_url:
             self.env["ATW_REDIS_URL"] = redis_url
         self.process: subprocess.Popen[bytes] | None = None
+        self.helper: subprocess.Popen[str] | None = None
         self.starts = 0
         # Ids of tasks of the user demo on a queue no worker serves: they stay pending.
         self.parked: list[str] = []
 
-    def manage(self, *args: str) -> str:
-        """Run ``manage.py`` against the example database; return its output."""
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "manage.py"), *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise AssertionError(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}")
-        return done.stdout
-
     def shell(self, code: str) -> Any:
-        """Run Python in ``manage.py shell``; it prints one JSON value, returned here."""
-        lines = self.manage("shell", "--verbosity", "0", "--command", code).strip().splitlines()
-        return json.loads(lines[-1])
+        """Run Python in a Django process on the example database; it prints one JSON value,
+        returned here. One process serves every call, so each costs no Django start-up."""
+        if self.helper is None or self.helper.poll() is not None:
+            self.helper = subprocess.Popen(
+                [sys.executable, "-c", HELPER],
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=(self.workdir / "helper.log").open("ab"),
+                text=True,
+            )
+        assert self.helper.stdin is not None and self.helper.stdout is not None
+        self.helper.stdin.write(json.dumps(code) + "\n")
+        self.helper.stdin.flush()
+        line = self.helper.stdout.readline()
+        if not line:
+            log = (self.workdir / "helper.log").read_text(errors="replace")
+            raise AssertionError(f"the Django helper process exited:\n{log}")
+        reply = json.loads(line)
+        if not reply["ok"]:
+            raise AssertionError(f"{code}\nfailed:\n{reply['error']}")
+        return json.loads(reply["out"].strip().splitlines()[-1])
+
+    def close_shell(self) -> None:
+        if self.helper is not None:
+            assert self.helper.stdin is not None
+            self.helper.stdin.close()
+            self.helper.wait(timeout=30)
+            self.helper = None
 
     def start(self) -> None:
         self.starts += 1
@@ -198,6 +227,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer
         yield server
     finally:
         server.stop()
+        server.close_shell()
 
 
 @pytest.fixture(scope="module")

@@ -48,6 +48,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dem
             if worker.poll() is None:
                 worker.kill()
             server.stop()
+            server.close_shell()
 
 
 def test_a_standalone_workers_progress_reaches_the_page_over_redis(
