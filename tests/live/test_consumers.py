@@ -240,3 +240,17 @@ async def test_a_large_result_is_left_out_of_the_event(layer, connect, make_user
     await comm.send_json_to({"action": "subscribe", "tasks": [task_id]})
     (stored,) = (await frame(comm))["tasks"]
     assert stored["result_truncated"] is True and "result" not in stored
+
+
+async def test_a_filtered_list_hears_of_a_task_leaving_the_filter(layer, connect, make_user, make_worker):
+    alice = await make_user("alice")
+    comm = await connect(alice)
+    await comm.send_json_to({"action": "subscribe", "list": {"status": "running"}})
+    assert (await frame(comm))["tasks"] == []
+    await make_worker()
+    task_id = await aenqueue(tasks.wait_for_gate, "listed", created_by=alice)
+    running = await frame(comm)
+    assert (running["task"]["id"], running["task"]["status"]) == (task_id, "running")
+    tasks.gate("listed").set()
+    ending = await frames_until(comm, finished)
+    assert ending[-1]["task"]["id"] == task_id and ending[-1]["task"]["status"] == "completed"
