@@ -103,7 +103,7 @@ def layers(redis_url: str) -> dict[str, dict[str, Any]]:
     if redis_url:
         found["Redis"] = {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [redis_url], "capacity": 1000},
+            "CONFIG": {"hosts": [{"address": redis_url, "socket_timeout": 30}], "capacity": 1000},
         }
     return found
 

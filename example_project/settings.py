@@ -109,7 +109,11 @@ if os.environ.get("ATW_REDIS_URL"):
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [os.environ["ATW_REDIS_URL"]], "capacity": 1000},
+            # socket_timeout above channels_redis's 5 s blocking read (redis-py 8 defaults to 5 s).
+            "CONFIG": {
+                "hosts": [{"address": os.environ["ATW_REDIS_URL"], "socket_timeout": 30}],
+                "capacity": 1000,
+            },
         }
     }
 else:

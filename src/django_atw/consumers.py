@@ -233,6 +233,10 @@ class TaskConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         criteria = self.list_filter
         if criteria is None:
             return False
+        if task["id"] in self.versions:
+            # Already on the client's list: it hears of the task leaving the filter too
+            # (a "running" list sees the completion), so no row stays stale.
+            return True
         if criteria["mine"] and owner != self.user_key:
             return False
         return all(

@@ -155,7 +155,7 @@ class EventPublisher:
         self._worker_id = worker_id
         self._db = DatabaseThread(f"atw-events-{worker_id}")
         self._rows: dict[str, dict[str, Any]] = {}  # running tasks' last published rows
-        self._queue: list[tuple[str, Any]] = []
+        self._queue: list[tuple[str, Any, datetime | None]] = []
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -182,18 +182,21 @@ class EventPublisher:
     # --- hooks called by the engine on its loop (cheap: no I/O) ---
 
     def task_started(self, claim: ClaimedTask) -> None:
-        self._push("read", claim.id)
+        self._queue.append(("read", claim.id, None))
+        self._wake.set()
+
+    # The writer calls these right after its commit and before it starts the next write, so
+    # their stamp orders the change after this write and before the next, as the rows'
+    # ``updated_at`` does: events built from memory and rows read later compare correctly.
 
     def progress_committed(self, progress: Sequence[tuple[str, float]]) -> None:
-        for item in progress:
-            self._push("progress", item)
+        stamp = timezone.now()
+        self._queue.extend(("progress", item, stamp) for item in progress)
+        self._wake.set()
 
     def outcomes_committed(self, outcomes: Sequence[Outcome]) -> None:
-        for outcome in outcomes:
-            self._push("outcome", outcome)
-
-    def _push(self, kind: str, item: Any) -> None:
-        self._queue.append((kind, item))
+        stamp = timezone.now()
+        self._queue.extend(("outcome", outcome, stamp) for outcome in outcomes)
         self._wake.set()
 
     # --- publishing ---
@@ -211,8 +214,8 @@ class EventPublisher:
             if self._stopping and not self._queue:
                 return
 
-    async def _publish(self, batch: list[tuple[str, Any]]) -> None:
-        need = {self._task_id(kind, item) for kind, item in batch}
+    async def _publish(self, batch: list[tuple[str, Any, datetime | None]]) -> None:
+        need = {self._task_id(kind, item) for kind, item, _ in batch}
         need = {task_id for task_id in need if task_id not in self._rows}
         read: dict[str, dict[str, Any]] = {}
         if need:
@@ -221,9 +224,9 @@ class EventPublisher:
                 if row["status"] == TaskStatus.RUNNING.value:
                     self._rows[task_id] = row
         latest: dict[tuple[str, str], dict[str, Any]] = {}
-        for kind, item in batch:
+        for kind, item, stamp in batch:
             task_id = self._task_id(kind, item)
-            after = self._row_after(kind, item, task_id, read)
+            after = self._row_after(kind, item, stamp, task_id, read)
             if after is not None:
                 key = (task_id, str(after["status"]))
                 latest.pop(key, None)  # re-insert: keep the position of the newest
@@ -239,20 +242,22 @@ class EventPublisher:
         return str(item.task_id)
 
     def _row_after(
-        self, kind: str, item: Any, task_id: str, read: dict[str, dict[str, Any]]
+        self, kind: str, item: Any, stamp: datetime | None, task_id: str, read: dict[str, dict[str, Any]]
     ) -> dict[str, Any] | None:
+        """The row to publish after one change, from the row read or the last one published."""
         known = self._rows.get(task_id)
-        if kind == "read" or known is None:
+        if kind == "read" or known is None or stamp is None:
             if kind == "outcome":
                 self._rows.pop(task_id, None)
             return read.get(task_id)
-        now = timezone.now()
-        if now <= known["updated_at"]:  # versions of one task strictly increase
-            now = known["updated_at"] + timedelta(microseconds=1)
         if kind == "progress":
-            known = {**known, "progress": item[1], "updated_at": now}
+            if stamp <= known["updated_at"]:
+                return None  # the row read at start is already newer
+            known = {**known, "progress": item[1], "updated_at": stamp}
             self._rows[task_id] = known
             return known
+        # The final state is always sent, and always as the newest.
+        now = max(stamp, known["updated_at"] + timedelta(microseconds=1))
         outcome: Outcome = item
         del self._rows[task_id]
         row = {

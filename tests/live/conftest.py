@@ -24,7 +24,12 @@ def redis_layers() -> dict[str, Any]:
     url = os.environ.get("ATW_TEST_REDIS")
     if not url:
         pytest.skip("the Redis channel layer needs ATW_TEST_REDIS=redis://127.0.0.1:6379/<db>")
-    return {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [url]}}}
+    return {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": url, "socket_timeout": 30}]},
+        }
+    }
 
 
 @pytest.fixture

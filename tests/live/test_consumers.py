@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.test import override_settings
+from django.conf import settings
+from django.test import Client, override_settings
 
 from django_atw import TaskStatus, aenqueue, aget_task_info
 from django_atw.asgi import websocket_application
@@ -25,6 +27,20 @@ async def test_an_anonymous_socket_is_closed_with_4401(layer):
         websocket_application(), SOCKET_PATH, headers=[(b"origin", b"http://testserver")]
     )
     assert await comm.connect(timeout=5) == (False, 4401)
+
+
+async def test_a_signed_in_session_opens_the_socket_through_the_full_stack(layer, make_user):
+    alice = await make_user("alice")
+    client = Client()
+    await sync_to_async(client.force_login)(alice)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+    headers = [(b"origin", b"http://testserver"), (b"cookie", cookie.encode())]
+    comm = WebsocketCommunicator(websocket_application(), SOCKET_PATH, headers=headers)
+    assert (await comm.connect(timeout=5))[0]
+    task_id = await aenqueue(tasks.echo, created_by=alice)
+    await comm.send_json_to({"action": "subscribe", "tasks": [task_id]})
+    assert [t["id"] for t in (await frame(comm))["tasks"]] == [task_id]
+    await comm.disconnect()
 
 
 async def test_an_inactive_user_is_closed_with_4403(layer, make_user):
@@ -240,3 +256,17 @@ async def test_a_large_result_is_left_out_of_the_event(layer, connect, make_user
     await comm.send_json_to({"action": "subscribe", "tasks": [task_id]})
     (stored,) = (await frame(comm))["tasks"]
     assert stored["result_truncated"] is True and "result" not in stored
+
+
+async def test_a_filtered_list_hears_of_a_task_leaving_the_filter(layer, connect, make_user, make_worker):
+    alice = await make_user("alice")
+    comm = await connect(alice)
+    await comm.send_json_to({"action": "subscribe", "list": {"status": "running"}})
+    assert (await frame(comm))["tasks"] == []
+    await make_worker()
+    task_id = await aenqueue(tasks.wait_for_gate, "listed", created_by=alice)
+    running = await frame(comm)
+    assert (running["task"]["id"], running["task"]["status"]) == (task_id, "running")
+    tasks.gate("listed").set()
+    ending = await frames_until(comm, finished)
+    assert ending[-1]["task"]["id"] == task_id and ending[-1]["task"]["status"] == "completed"

@@ -1,4 +1,5 @@
-"""The worker inside real ASGI servers: Daphne (no lifespan) and uvicorn (lifespan).
+"""The worker inside real ASGI servers: Daphne and its runserver (no lifespan), uvicorn and
+hypercorn (lifespan).
 
 Each test starts the server as a process serving the example project on a free loopback
 port and the test database, enqueues over HTTP, sees the embedded worker finish the task,
@@ -41,6 +42,8 @@ def server_command(server: str, port: int) -> list[str]:
     app = "example_project.asgi:application"
     if server == "daphne":
         return [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), app]
+    if server == "hypercorn":  # -w 0: one process, so SIGTERM reaches the one that serves
+        return [str(BIN / "hypercorn"), "-w", "0", "-b", f"127.0.0.1:{port}", app]
     if server == "runserver":  # Daphne's runserver; the autoreloader allows no graceful stop
         return [sys.executable, "-m", "django", "runserver", "--noreload", f"127.0.0.1:{port}"]
     return [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), "--lifespan", "on", app]
@@ -58,7 +61,7 @@ def http(method: str, url: str, body: dict | None = None) -> tuple[int, bytes]:
         return 0, b""
 
 
-@pytest.mark.parametrize("server", ["daphne", "uvicorn", "runserver"])
+@pytest.mark.parametrize("server", ["daphne", "uvicorn", "hypercorn", "runserver"])
 async def test_the_server_runs_the_worker_and_stops_it_gracefully(server, tmp_path):
     if connection.vendor != "sqlite":
         pytest.skip("server processes are tested on SQLite only")
