@@ -20,6 +20,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.core.exceptions import ImproperlyConfigured
 
 from . import events, store
 from .shortcuts import acancel_task
@@ -50,6 +51,11 @@ class TaskConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     """One browser page's socket: its task and list subscriptions and its cancel requests."""
 
     async def connect(self) -> None:
+        if self.channel_layer is None:
+            raise ImproperlyConfigured(
+                "django_atw's task socket needs a channel layer: set CHANNEL_LAYERS (the in-memory "
+                "layer for one process, channels_redis for several; see docs/live.md)."
+            )
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_ANONYMOUS)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.test import Client, override_settings
 
 from django_atw import TaskStatus, aenqueue, aget_task_info
 from django_atw.asgi import websocket_application
 from django_atw.events import Relay
+from django_atw.routing import websocket_urlpatterns
 from tests.conftest import wait_until
 from tests.live.conftest import SOCKET_PATH, frame, frames_until
 from tests.sampleapp import tasks
@@ -270,3 +273,10 @@ async def test_a_filtered_list_hears_of_a_task_leaving_the_filter(layer, connect
     tasks.gate("listed").set()
     ending = await frames_until(comm, finished)
     assert ending[-1]["task"]["id"] == task_id and ending[-1]["task"]["status"] == "completed"
+
+
+async def test_without_a_channel_layer_the_socket_fails_with_a_clear_error(make_user):
+    comm = WebsocketCommunicator(URLRouter(websocket_urlpatterns), SOCKET_PATH)
+    comm.scope["user"] = await make_user("alice")
+    with pytest.raises(ImproperlyConfigured, match="needs a channel layer: set CHANNEL_LAYERS"):
+        await comm.connect(timeout=5)

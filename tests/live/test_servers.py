@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import sys
@@ -105,3 +106,42 @@ async def test_the_server_runs_the_worker_and_stops_it_gracefully(server, tmp_pa
     assert "returned 1 unfinished tasks to pending" in log_text
     assert "embedded engine stopped via lifespan" in log_text
     assert "Traceback" not in log_text and "ERROR" not in log_text, log_text
+
+
+async def test_ctrl_c_under_runserver_s_autoreloader_returns_running_tasks_to_pending(tmp_path):
+    if connection.vendor != "sqlite":
+        pytest.skip("server processes are tested on SQLite only")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "runserver.log"
+    env = {**subprocess_env(), "DJANGO_SETTINGS_MODULE": "tests.live.server_settings"}
+    command = [sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}"]
+    with log_path.open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            *command,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches
+            # A shell's background jobs ignore SIGINT, and children inherit that: undo it.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+    try:
+        await wait_until(
+            lambda: sync_to_async(http)("GET", f"{base}/admin/login/"), lambda r: r[0] == 200, 60
+        )
+        _, body = await sync_to_async(http)("POST", f"{base}/test-enqueue/demo.slow/", {"seconds": 600})
+        slow_id = json.loads(body)["id"]
+        await wait_until(lambda: aget_task_info(slow_id), lambda i: i.status == TaskStatus.RUNNING, 30)
+        os.killpg(proc.pid, signal.SIGINT)
+        async with asyncio.timeout(30):
+            await proc.wait()
+    finally:
+        if proc.returncode is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+    log_text = log_path.read_text()
+    info = await aget_task_info(slow_id)
+    assert (info.status, info.worker_id) == (TaskStatus.PENDING, None), log_text
+    assert "process exiting: returned 1 running tasks to pending" in log_text
