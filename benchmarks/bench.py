@@ -112,8 +112,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, help=f"Markdown report (default {DEFAULT_OUTPUT})")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--profile", choices=DATABASES, help="profile the drain on this database and exit")
-    worker_modes = ("original", *DATABASES, *(f"scale-{name}" for name in SYSTEMS))
-    parser.add_argument("--worker-mode", choices=worker_modes, help=argparse.SUPPRESS)
+    parser.add_argument("--live", action="store_true", help="run benchmarks/live.py (live progress) instead")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.databases = [name.strip() for name in args.databases.split(",") if name.strip()]
@@ -331,6 +330,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = QUICK if args.quick else FULL
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if args.live:
+        from benchmarks import live
+
+        return live.main(["--quick"] if args.quick else [])
     if args.worker_mode:
         result = child_main(args.worker_mode, args)
         print(json.dumps(result) if args.json else result, flush=True)

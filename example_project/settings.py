@@ -1,7 +1,9 @@
 """Settings of the django-atw example project: a small site to enqueue demo tasks and watch them run.
 
 Run it with ``scripts/demo.sh``, or by hand: ``python manage.py migrate``, then ``python manage.py
-atw_worker`` in one terminal and ``python manage.py runserver`` (served by Daphne) in another.
+runserver`` (served by Daphne) or ``daphne example_project.asgi:application``: the worker runs inside
+the web server. With ``ATW_REDIS_URL`` set (``redis://127.0.0.1:6379/0``), events travel over Redis
+(channels_redis), so workers in other processes reach the same browsers.
 Development settings only: never deploy them as they are.
 """
 
@@ -36,6 +38,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "channels",
     "django_atw",
     "example_project.demo",
 ]
@@ -88,7 +91,9 @@ DATABASES = {
 }
 
 AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []  # the demo user's password is "demo"
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "demo:login"
+LOGIN_REDIRECT_URL = "demo:index"
+LOGOUT_REDIRECT_URL = "demo:login"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -97,6 +102,24 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Live progress: Redis when ATW_REDIS_URL is set, so workers in other processes reach the
+# browsers; otherwise the in-memory layer (the web process relays other processes' changes).
+if os.environ.get("ATW_REDIS_URL"):
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # socket_timeout above channels_redis's 5 s blocking read (redis-py 8 defaults to 5 s).
+            "CONFIG": {
+                "hosts": [{"address": os.environ["ATW_REDIS_URL"], "socket_timeout": 30}],
+                "capacity": 1000,
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
+    }
 
 ATW = {
     "MAX_WORKERS": 10,

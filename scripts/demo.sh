@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# One-command demo of django-atw: set up the example project, then run a worker and the web server.
+# One-command demo of django-atw: set up the example project, then serve it with Daphne, the task
+# worker running inside the server and progress reaching the browser over a WebSocket.
 #
 #   scripts/demo.sh                  # http://127.0.0.1:8000/, log in as demo / demo
 #   PORT=8080 scripts/demo.sh        # another port
+#   ATW_REDIS_URL=redis://127.0.0.1:6379/0 scripts/demo.sh   # events over Redis (channels_redis)
 #
 # Environment: PORT (default 8000), PYTHON (interpreter for the virtualenv, default python3),
 # ATW_EXAMPLE_DB (SQLite file, default example_project/db.sqlite3),
+# ATW_REDIS_URL (use the Redis channel layer, so workers in other processes reach the browsers),
 # ATW_DEMO_SKIP_INSTALL=1 (do not run pip install).
-# Ctrl-C stops the web server and the worker; tasks still running go back to pending in the database.
+# Ctrl-C stops the server; tasks still running get a grace period, then go back to pending.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -42,8 +45,10 @@ check_python "$PY" \
     || die "$VENV uses Python older than 3.11. Remove $VENV and run this script again (PYTHON=python3.11 or newer)."
 
 if [[ "${ATW_DEMO_SKIP_INSTALL:-}" != "1" ]]; then
-    echo "Installing django-atw with the server extra (channels, daphne) into $VENV..."
-    "$PY" -m pip install --quiet --disable-pip-version-check -e ".[server]"
+    extras="server"
+    [[ -n "${ATW_REDIS_URL:-}" ]] && extras="server,redis"
+    echo "Installing django-atw with the extras $extras into $VENV..."
+    "$PY" -m pip install --quiet --disable-pip-version-check -e ".[$extras]"
 fi
 
 export DJANGO_SETTINGS_MODULE=example_project.settings
@@ -58,28 +63,20 @@ if not User.objects.filter(username='demo').exists():
     print('Created the superuser demo (password: demo).')
 "
 
-worker_pid=""
 server_pid=""
-
-stop_and_wait() {
-    kill -TERM "$1" 2>/dev/null || true
-    while kill -0 "$1" 2>/dev/null; do
-        wait "$1" 2>/dev/null || true
-    done
-}
 
 cleanup() {
     local status=$?
     trap - EXIT TERM
-    # A second Ctrl-C while the worker stops gracefully makes it exit at once.
-    trap '[[ -n "$worker_pid" ]] && kill -TERM "$worker_pid" 2>/dev/null' INT
+    # A second Ctrl-C while the server stops gracefully makes it exit at once.
+    trap '[[ -n "$server_pid" ]] && kill -INT "$server_pid" 2>/dev/null' INT
     if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-        stop_and_wait "$server_pid"
-    fi
-    if [[ -n "$worker_pid" ]] && kill -0 "$worker_pid" 2>/dev/null; then
-        echo "Stopping the worker: running tasks get a grace period, then go back to pending" \
+        echo "Stopping the server: running tasks get a grace period, then go back to pending" \
             "(Ctrl-C again to stop at once)..."
-        stop_and_wait "$worker_pid"
+        kill -TERM "$server_pid" 2>/dev/null || true
+        while kill -0 "$server_pid" 2>/dev/null; do
+            wait "$server_pid" 2>/dev/null || true
+        done
     fi
     exit "$status"
 }
@@ -87,23 +84,20 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# The worker gets a session of its own, so that Ctrl-C in the terminal does not signal it: cleanup
-# sends it exactly one SIGTERM, which atw_worker answers with a graceful stop (a second signal makes
-# it exit at once). setsid(1) is not on macOS, hence Python's os.setsid().
-"$PY" -c 'import os, sys; os.setsid(); os.execv(sys.executable, [sys.executable, *sys.argv[1:]])' \
-    manage.py atw_worker --grace 5 &
-worker_pid=$!
-sleep 2
-kill -0 "$worker_pid" 2>/dev/null || die "the worker (manage.py atw_worker) exited at start-up; see above."
-
+layer="in memory (this process only)"
+[[ -n "${ATW_REDIS_URL:-}" ]] && layer="Redis at $ATW_REDIS_URL"
 echo
 echo "  django-atw demo: http://127.0.0.1:${PORT}/"
 echo "  Log in as demo, password demo. Admin: http://127.0.0.1:${PORT}/admin/"
+echo "  The worker runs inside Daphne; channel layer: $layer."
 echo "  Press Ctrl-C to stop."
 echo
 
-# Daphne runs in the background with the script waiting on it, so that a SIGTERM sent to the script
-# (not only Ctrl-C) stops the server and the worker too.
-"$VENV/bin/daphne" -b 127.0.0.1 -p "$PORT" example_project.asgi:application &
+# Daphne gets a session of its own, so that Ctrl-C in the terminal does not signal it: cleanup
+# sends it exactly one SIGTERM, which stops the worker inside gracefully. setsid(1) is not on
+# macOS, hence Python's os.setsid(). The script waits on it in the background, so that a SIGTERM
+# sent to the script (not only Ctrl-C) stops the server too.
+"$PY" -c 'import os, sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])' \
+    "$VENV/bin/daphne" -b 127.0.0.1 -p "$PORT" example_project.asgi:application &
 server_pid=$!
 wait "$server_pid"

@@ -10,6 +10,8 @@
 #   ATW_DJANGO          a pip requirement to pin Django, e.g. "django>=6.1,<6.2"
 #   ATW_TEST_POSTGRES   postgresql://user@host:port/db for the PostgreSQL run
 #   ATW_SKIP_LINT=1     skip ruff and mypy (they run once per CI, not per interpreter)
+# The browser tests (tests/live_browser) need Debian's Chromium at /usr/bin/chromium; without it
+# they are skipped with the reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,9 +35,9 @@ if [ "${ATW_INSTALL:-editable}" = "wheel" ]; then
   "$VENV/bin/python" -m build --wheel --outdir dist . >/dev/null
   wheel=$(ls dist/django_atw-*.whl)
   "${PIP[@]}" uninstall --yes django-atw >/dev/null 2>&1 || true
-  "${PIP[@]}" install --force-reinstall "${wheel}[test,dev,server]"
+  "${PIP[@]}" install --force-reinstall "${wheel}[test,dev,server,browser]"
 else
-  "${PIP[@]}" install -e ".[test,dev,server]"
+  "${PIP[@]}" install -e ".[test,dev,server,browser]"
 fi
 if [ -n "${ATW_DJANGO:-}" ]; then
   "${PIP[@]}" install "$ATW_DJANGO"

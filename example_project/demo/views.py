@@ -1,4 +1,8 @@
-"""The demo page: enqueue a task, watch the newest tasks, cancel one."""
+"""The demo page: enqueue a task, watch the newest tasks move live, cancel one.
+
+Rows are rendered here; ``django_atw/live.js`` then keeps their bars, badges and results up to date
+over one WebSocket and adds rows for tasks created elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,13 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 import django_atw
+from django_atw.models import TaskRecord
 
 from .forms import EnqueueForm
 from .tasks import DEFAULT_KWARGS
@@ -98,29 +104,53 @@ def index(request: HttpRequest) -> HttpResponse:
     else:
         form = EnqueueForm(initial=_initial())
 
-    rows = [TaskRow.from_info(info) for info in django_atw.get_all_tasks(limit=NEWEST)]
+    sees_all = request.user.has_perm("django_atw.view_taskrecord")
     context = {
         "form": form,
-        "rows": rows,
-        # Reload every 2 s while a task may still change, but never over a form showing errors.
-        # Live WebSocket updates of the progress bars replace this in a later version.
-        "auto_refresh": not form.is_bound and any(row.active for row in rows),
+        "rows": [TaskRow.from_info(info) for info in _newest_tasks(request, sees_all)],
         "default_kwargs": {name: _pretty(kwargs) for name, kwargs in DEFAULT_KWARGS.items()},
         "newest": NEWEST,
+        "sees_all": sees_all,
+        # The live list: every task the user may see, or only their own.
+        "list_filters_json": json.dumps({"mine": not sees_all, "limit": NEWEST}),
+        "cancels_any": request.user.has_perm("django_atw.change_taskrecord"),
     }
     return render(request, "demo/index.html", context, status=400 if form.is_bound else 200)
+
+
+def _newest_tasks(request: HttpRequest, sees_all: bool) -> list[django_atw.TaskInfo]:
+    """The newest tasks: all of them for a user who may view tasks, else the user's own."""
+    if sees_all:
+        return django_atw.get_all_tasks(limit=NEWEST)
+    own = TaskRecord.objects.filter(created_by_id=request.user.pk).order_by("-created_at")
+    infos = (django_atw.get_task_info(task_id) for task_id in own.values_list("id", flat=True)[:NEWEST])
+    return [info for info in infos if info is not None]
+
+
+def _may_cancel(request: HttpRequest, task_id: str) -> bool:
+    """Only the task's creator, or a user who may change tasks, cancels it (as over the WebSocket)."""
+    if request.user.has_perm("django_atw.change_taskrecord"):
+        return True
+    owner = TaskRecord.objects.filter(pk=task_id).values_list("created_by_id", flat=True).first()
+    return owner is not None and owner == request.user.pk
 
 
 @login_required
 @require_POST
 def cancel(request: HttpRequest, task_id: str) -> HttpResponse:
-    """Cancel a pending task, or ask the worker running it to cancel it."""
+    """Cancel a pending task, or ask the worker running it to cancel it.
+
+    The page's cancel buttons send the request over the WebSocket; this view answers the same
+    buttons when the socket is down (they are plain form buttons underneath).
+    """
+    if not _may_cancel(request, task_id):
+        raise PermissionDenied("Only the task's creator or a user who may change tasks can cancel it.")
     if django_atw.cancel_task(task_id):
         info = django_atw.get_task_info(task_id)
         if info is not None and info.status == django_atw.TaskStatus.CANCELLED:
             messages.info(request, f"Cancelled task {task_id}.")
         else:
-            messages.info(request, f"Asked the worker to cancel task {task_id}; it stops at its next poll.")
+            messages.info(request, f"Asked the worker to cancel task {task_id}.")
     else:
         messages.warning(request, f"Task {task_id} is unknown or already finished.")
     return redirect("demo:index")

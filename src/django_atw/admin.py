@@ -15,6 +15,7 @@ from django.contrib.admin.utils import quote
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_permission_codename
 from django.db.models import Q, QuerySet
+from django.forms import Script
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -37,13 +38,6 @@ if TYPE_CHECKING:
 else:
     TaskAdminBase = WorkerAdminBase = CacheEntryAdminBase = admin.ModelAdmin
 
-STATUS_COLOURS: dict[str, str] = {
-    TaskStatus.PENDING.value: "#6c757d",
-    TaskStatus.RUNNING.value: "#0d6efd",
-    TaskStatus.COMPLETED.value: "#198754",
-    TaskStatus.FAILED.value: "#dc3545",
-    TaskStatus.CANCELLED.value: "#b8860b",
-}
 # Columns the list never shows and that can hold megabytes (results, tracebacks).
 LIST_DEFERRED = ("args", "kwargs", "metadata", "result", "error", "traceback")
 # The detail page's sections; every entry is read-only.
@@ -166,14 +160,18 @@ class TaskRecordAdmin(TaskAdminBase):
         opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.{get_permission_codename('add', opts)}")
 
+    class Media:
+        # live.js keeps the badges, bars and results of the list and detail pages up to date over a
+        # WebSocket; admin.css colours the badges by class, so a live status change recolours them.
+        css = {"all": ("django_atw/admin.css",)}
+        js = (Script("django_atw/live.js", type="module"),)
+
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: TaskRecord) -> SafeString:
-        colour = STATUS_COLOURS.get(obj.status, "#6c757d")
         return format_html(
-            '<span class="atw-status atw-status-{}" style="background:{};color:#fff;padding:2px 8px;'
-            'border-radius:10px;white-space:nowrap">{}</span>',
+            '<span class="atw-status atw-status-{}" data-atw-status="{}">{}</span>',
             obj.status,
-            colour,
+            obj.id,
             obj.get_status_display(),
         )
 
@@ -182,7 +180,7 @@ class TaskRecordAdmin(TaskAdminBase):
         value = min(max(obj.progress or 0.0, 0.0), 1.0)
         return format_html(
             '<progress class="atw-progress" value="{}" max="1" data-atw-task-id="{}"></progress> '
-            '<span class="atw-progress-text" data-atw-task-id="{}">{}%</span>',
+            '<span class="atw-progress-text" data-atw-percent="{}">{}%</span>',
             f"{value:.4f}",
             obj.id,
             obj.id,

@@ -60,6 +60,14 @@ class AtwSettings(BaseModel):
         1_048_576, ge=1, description="Largest request body in bytes the API reads; larger answers 413."
     )
     API_PUBLIC_HEALTH: bool = Field(False, description="Answer GET health without authentication.")
+    # Live progress: the worker inside the ASGI server, and the database relay for channel-layer events.
+    EMBEDDED_WORKER: bool = Field(True, description="Run a worker inside the ASGI server process.")
+    SHUTDOWN_TIMEOUT: float = Field(
+        5.0, ge=0, description="Seconds running tasks get at server shutdown before returning to pending."
+    )
+    RELAY_INTERVAL: float | None = Field(
+        0.5, gt=0, description="Seconds between the web process's reads of changes to relay; None: off."
+    )
 
 
 _cached: AtwSettings | None = None

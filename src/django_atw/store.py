@@ -836,3 +836,72 @@ def read_health(alive_since: datetime) -> Health:
     pending = TaskRecord.objects.filter(status=TaskStatus.PENDING.value).count()
     running = TaskRecord.objects.filter(status=TaskStatus.RUNNING.value).count()
     return Health(workers_alive=workers, pending=pending, running=running)
+
+
+# --- live events ----------------------------------------------------------------------------
+
+# What a live event or a WebSocket snapshot says about a task, plus who owns it (for permission
+# checks), which worker runs it and when it last changed (to order events).
+EVENT_FIELDS = (
+    "id",
+    "task_type",
+    "queue",
+    "status",
+    "progress",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "error",
+    "result",
+    "from_cache",
+    "attempts",
+    "max_attempts",
+    "run_after",
+    "created_by_id",
+    "worker_id",
+    "updated_at",
+)
+
+
+def event_rows(task_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """Return the live-event fields of the named tasks that exist."""
+    ids = list(task_ids)
+    if not ids:
+        return []
+    return list(TaskRecord.objects.filter(id__in=ids).values(*EVENT_FIELDS))
+
+
+def changed_since(cutoff: datetime) -> list[dict[str, Any]]:
+    """Return the live-event fields of tasks changed after ``cutoff`` (for the relay).
+
+    Only unfinished tasks and tasks completed after ``cutoff`` can have changed, and each part
+    reads through an index (the partial pending and running indexes, the completion index),
+    so a poll costs little however many finished tasks are kept.
+    """
+    active = Q(status__in=[TaskStatus.PENDING.value, TaskStatus.RUNNING.value])
+    return list(
+        TaskRecord.objects.filter(active | Q(completed_at__gt=cutoff), updated_at__gt=cutoff)
+        .order_by("updated_at")
+        .values(*EVENT_FIELDS)
+    )
+
+
+def newest_event_rows(
+    *,
+    status: str | None = None,
+    task_type: str | None = None,
+    queue: str | None = None,
+    owner_id: Any = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Return the live-event fields of the ``limit`` newest tasks matching the filters."""
+    qs = TaskRecord.objects.order_by("-created_at")
+    if status is not None:
+        qs = qs.filter(status=status)
+    if task_type is not None:
+        qs = qs.filter(task_type=task_type)
+    if queue is not None:
+        qs = qs.filter(queue=queue)
+    if owner_id is not None:
+        qs = qs.filter(created_by_id=owner_id)
+    return list(qs.values(*EVENT_FIELDS)[:limit])

@@ -164,3 +164,12 @@ async def wait_for_file(path: str) -> str:
         if exists(path):
             return os.path.basename(path)
         await asyncio.sleep(0.01)
+
+
+@task("steps")
+async def steps(count: int, delay: float, progress_callback: Any = None) -> int:
+    """Report ``count`` evenly spaced progress values, ``delay`` seconds apart (for other processes)."""
+    for step in range(1, count + 1):
+        await asyncio.sleep(delay)
+        progress_callback(step / count)
+    return count

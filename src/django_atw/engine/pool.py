@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from django.utils import timezone
@@ -77,8 +77,10 @@ class WorkerPool:
         queues: Sequence[str],
         poll_interval: float,
         batch_size: int,
+        on_started: Callable[[ClaimedTask], None] | None = None,
     ) -> None:
         self.worker_id = worker_id
+        self._on_started = on_started  # live events: a task began running
         self.max_workers = max_workers
         self.queues = list(queues)
         self.running: dict[str, asyncio.Task[None]] = {}
@@ -200,6 +202,8 @@ class WorkerPool:
         self.running[claim.id] = asyncio.create_task(
             self._run_one(claim), name=f"atw-task-{claim.task_type}[{claim.id}]"
         )
+        if self._on_started is not None:
+            self._on_started(claim)
 
     async def _run_one(self, claim: ClaimedTask) -> None:
         me = asyncio.current_task()

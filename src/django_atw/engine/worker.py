@@ -19,7 +19,7 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from django.utils import timezone
 
-from .. import registry, store, submit
+from .. import events, registry, store, submit
 from ..cache import AsyncCacheAdapter
 from ..conf import get_settings
 from ..exceptions import QueueFullError, TaskArgumentError
@@ -146,6 +146,7 @@ class AsyncTaskWorker:
                 cleanup_interval=cache_cleanup_interval,
             )
         )
+        self._events: events.EventPublisher | None = None
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> AsyncTaskWorker:
@@ -201,6 +202,10 @@ class AsyncTaskWorker:
             )
             await self._register()
             self._futures = TaskFutureManager()
+            # Live events to the channel layer, when one is configured.
+            self._events = events.EventPublisher.for_worker(self.worker_id)
+            if self._events is not None:
+                self._events.start()
             self._progress = ProgressTracker(self._progress_changed)
             self._writer = OutcomeWriter(
                 self._write_db,
@@ -209,6 +214,7 @@ class AsyncTaskWorker:
                 progress_interval=self.progress_interval,
                 retry_interval=self.worker_poll_interval,
                 on_committed=self._on_committed,
+                on_progress_committed=self._events.progress_committed if self._events else None,
             )
             self._pool = WorkerPool(
                 worker_id=self.worker_id,
@@ -219,6 +225,7 @@ class AsyncTaskWorker:
                 queues=self.queues,
                 poll_interval=self.worker_poll_interval,
                 batch_size=self.claim_batch_size,
+                on_started=self._events.task_started if self._events else None,
             )
             self._writer.start()
             self._pool.start()
@@ -276,6 +283,8 @@ class AsyncTaskWorker:
         unfinished = await self._pool.drain(timeout)
         # Bounded: with the database away, outcomes not stored by then are left to lease recovery.
         await self._writer.stop(timeout=max(timeout, self.worker_poll_interval))
+        if self._events is not None:
+            await self._events.stop()
         if self._housekeeper is not None:
             await self._housekeeper.stop()
         if self.cache_enabled:
@@ -545,6 +554,8 @@ class AsyncTaskWorker:
             self._writer.progress_changed()
 
     def _on_committed(self, outcomes: Sequence[Outcome]) -> None:
+        if self._events is not None:
+            self._events.outcomes_committed(outcomes)
         futures = self._futures
         for outcome in outcomes:
             if outcome.status is TaskStatus.PENDING or not futures.has(outcome.task_id):

@@ -33,6 +33,7 @@ class OutcomeWriter:
         progress_interval: float,
         retry_interval: float,
         on_committed: Callable[[Sequence[Outcome]], None],
+        on_progress_committed: Callable[[Sequence[tuple[str, float]]], None] | None = None,
     ) -> None:
         self._db = db
         self._worker_id = worker_id
@@ -40,6 +41,7 @@ class OutcomeWriter:
         self._progress_interval = progress_interval
         self._retry_interval = retry_interval
         self._on_committed = on_committed
+        self._on_progress_committed = on_progress_committed  # live events
         self._outcomes: list[Outcome] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -133,5 +135,7 @@ class OutcomeWriter:
                 continue
             break
         self._in_flight = 0
+        if progress and self._on_progress_committed is not None:
+            self._on_progress_committed(progress)
         if outcomes:
             self._on_committed(outcomes)

@@ -1,0 +1,82 @@
+"""Event payloads, group names and the relay's choice of what to publish."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+
+from django_atw import aenqueue, store
+from django_atw.events import LIST_GROUP, MAX_RESULT_BYTES, Relay, task_group, task_payload
+from tests.sampleapp import tasks
+
+
+def test_task_groups_are_valid_channel_group_names_for_any_id():
+    assert task_group("0b6f-4c2a_x.y") == "atw.task.0b6f-4c2a_x.y"
+    odd = task_group("report for Zoë / 2026")
+    assert odd.startswith("atw.task.h") and len(odd) < 100 and odd.isascii()
+    assert odd != task_group("report for Zoe / 2026")
+    assert len(task_group("x" * 255)) < 100
+
+
+def test_a_result_is_sent_only_when_small():
+    now = timezone.now()
+    row = {
+        "id": "t", "task_type": "echo", "queue": "default", "status": "completed", "progress": 1.0,
+        "created_at": now, "started_at": now, "completed_at": now, "error": "", "from_cache": False,
+        "attempts": 1, "max_attempts": 3, "run_after": None, "result": {"n": 1},
+    }  # fmt: skip
+    assert task_payload(row)["result"] == {"n": 1} and task_payload(row)["error"] is None
+    big = task_payload({**row, "result": "x" * MAX_RESULT_BYTES})
+    assert big["result_truncated"] is True and "result" not in big
+    assert "result" not in task_payload({**row, "status": "running"})
+
+
+async def received_ids(layer, channel: str) -> set[str]:
+    ids = set()
+    while True:
+        try:
+            message = await asyncio.wait_for(layer.receive(channel), timeout=0.5)
+        except TimeoutError:
+            return ids
+        ids.add(message["task"]["id"])
+
+
+async def claimed_elsewhere() -> tuple[str, str]:
+    """A pending task, and a task another process's worker claimed (so it has a worker id)."""
+    pending = await aenqueue(tasks.echo)
+    running = await aenqueue(tasks.echo, queue="elsewhere")
+    await sync_to_async(store.claim_batch)("worker-in-another-process", ["elsewhere"], 1)
+    return pending, running
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_with_redis_the_relay_publishes_only_what_no_worker_publishes(redis_layer):
+    channel = await redis_layer.new_channel()
+    await redis_layer.group_add(LIST_GROUP, channel)
+    since = timezone.now() - timedelta(seconds=1)
+    pending, _running = await claimed_elsewhere()
+    relay = Relay(redis_layer, 60)
+    try:
+        assert await relay.poll(since) == 1
+        assert await relay.poll(since) == 0  # nothing changed since
+    finally:
+        await relay.stop()
+    assert await received_ids(redis_layer, channel) == {pending}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_with_the_in_memory_layer_the_relay_also_publishes_other_processes_tasks(layer):
+    channel = await layer.new_channel()
+    await layer.group_add(LIST_GROUP, channel)
+    since = timezone.now() - timedelta(seconds=1)
+    pending, running = await claimed_elsewhere()
+    relay = Relay(layer, 60)
+    try:
+        assert await relay.poll(since) == 2
+    finally:
+        await relay.stop()
+    assert await received_ids(layer, channel) == {pending, running}
