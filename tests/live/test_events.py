@@ -49,7 +49,9 @@ async def claimed_elsewhere() -> tuple[str, str]:
     """A pending task, and a task another process's worker claimed (so it has a worker id)."""
     pending = await aenqueue(tasks.echo)
     running = await aenqueue(tasks.echo, queue="elsewhere")
-    await sync_to_async(store.claim_batch)("worker-in-another-process", ["elsewhere"], 1)
+    await sync_to_async(store.register_worker)("worker-in-another-process", "elsewhere", 1, ["elsewhere"], 1)
+    (claim,) = await sync_to_async(store.claim_batch)("worker-in-another-process", ["elsewhere"], 1)
+    assert claim.id == running
     return pending, running
 
 
