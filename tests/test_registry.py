@@ -87,6 +87,21 @@ def test_unregistered_module_level_function_is_stored_by_dotted_path():
     assert resolve(path) is sample.unregistered_but_importable
 
 
+def test_a_registration_wins_over_a_dotted_path_resolved_before_it():
+    path = "tests.sampleapp.tasks.unregistered_but_importable"
+    assert resolve(path) is sample.unregistered_but_importable  # remembered from here on
+
+    async def replacement(x: int) -> int:
+        return x
+
+    register_task(path, replacement)
+    try:
+        assert resolve(path) is replacement
+    finally:
+        unregister_task(path)
+    assert resolve(path) is sample.unregistered_but_importable
+
+
 def test_a_nested_function_has_no_name_a_worker_could_find():
     async def nested() -> None: ...
 

@@ -77,6 +77,39 @@ def test_write_batch_is_fenced_by_the_claiming_worker():
     assert (record.status, record.result, record.progress) == ("completed", 1, 1.0)
 
 
+def test_write_batch_stores_plain_completions_beside_other_outcomes():
+    plain, cached, failed, retried = enqueue_many("noop", [(), (), (), ()])
+    claims = {c.id: c for c in store.claim_batch("w1", ["default"], 4)}
+    outcomes = [
+        Outcome(task_id=plain, status=TaskStatus.COMPLETED, progress=1.0, result_json='{"a": [1]}'),
+        Outcome(task_id=cached, status=TaskStatus.COMPLETED, progress=1.0, result_json="3", from_cache=True),
+        Outcome(task_id=failed, status=TaskStatus.FAILED, progress=0.5, error="boom", error_type="E"),
+        Outcome(task_id=retried, status=TaskStatus.PENDING, progress=0.2, error="again", error_type="K"),
+    ]
+    for outcome in outcomes:
+        outcome.attempt = claims[outcome.task_id].attempts
+    with statements(3):
+        store.write_batch("w1", [], outcomes)
+    rows = {
+        row[0]: row[1:]
+        for row in TaskRecord.objects.values_list(
+            "id", "status", "result", "progress", "from_cache", "error", "error_type", "worker_id"
+        )
+    }
+    assert rows[plain] == ("completed", {"a": [1]}, 1.0, False, "", "", "w1")
+    assert rows[cached] == ("completed", 3, 1.0, True, "", "", "w1")
+    assert rows[failed] == ("failed", None, 0.5, False, "boom", "E", "w1")
+    assert rows[retried] == ("pending", None, 0.0, False, "again", "K", None)
+
+
+def test_a_plain_completion_is_fenced_by_its_attempt():
+    task_id = enqueue("noop")
+    (claim,) = store.claim_batch("w1", ["default"], 1)
+    stale = Outcome(task_id=task_id, status=TaskStatus.COMPLETED, progress=1.0, attempt=claim.attempts + 1)
+    store.write_batch("w1", [], [stale])
+    assert TaskRecord.objects.get(id=task_id).status == "running"
+
+
 def test_an_outcome_never_overwrites_a_task_cancelled_meanwhile():
     task_id = enqueue("noop")
     store.claim_batch("w1", ["default"], 1)

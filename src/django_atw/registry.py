@@ -43,6 +43,10 @@ _registry: dict[str, TaskFunction] = {}
 _options: dict[str, TaskOptions] = {}
 # id(func) -> type name: add_task(func) looks its type up by identity in O(1).
 _types_by_function: dict[int, str] = {}
+# Dotted path -> function, for task types found by import rather than by registration: a worker
+# resolves the type of every task it runs, and an import-system lookup per task costs more than
+# a no-op task itself. Cleared whenever the registry changes.
+_imported: dict[str, TaskFunction] = {}
 
 
 def _describe(func: Callable[..., Any]) -> str:
@@ -120,6 +124,7 @@ def register_task(
         _types_by_function.pop(id(previous), None)
     _registry[task_type] = task_func
     _options[task_type] = options
+    _imported.clear()
     _types_by_function[id(task_func)] = task_type
     return task_func
 
@@ -184,6 +189,7 @@ def unregister_task(task_type: str) -> None:
     """Remove ``task_type`` from the registry (for tests and reloaders)."""
     func = _registry.pop(task_type, None)
     _options.pop(task_type, None)
+    _imported.clear()
     if func is not None and _types_by_function.get(id(func)) == task_type:
         del _types_by_function[id(func)]
 
@@ -211,9 +217,17 @@ def type_of(func: Callable[..., Any]) -> str:
 
 def resolve(task_type: str) -> TaskFunction | None:
     """Find the function for a stored task type: the registry first, then the dotted path."""
-    func = _registry.get(task_type)
+    func = _registry.get(task_type) or _imported.get(task_type)
     if func is not None:
         return func
+    func = _import_path(task_type)
+    if func is not None:
+        _imported[task_type] = func
+    return func
+
+
+def _import_path(task_type: str) -> TaskFunction | None:
+    """Import the async function a dotted path names, or None."""
     module_name, _, qualname = task_type.rpartition(".")
     if not module_name or "<" in qualname:
         return None

@@ -176,7 +176,8 @@ class TaskExecutor:
             progress = self.progress.values.get(claim.id, 0.0)
             return _failure(claim.id, progress, exc, str(exc) or type(exc).__name__, _qualname(exc))
         try:
-            result_json = json.dumps(result, allow_nan=False)
+            # None (most tasks return nothing) skips the encoder.
+            result_json = "null" if result is None else json.dumps(result, allow_nan=False)
         except (TypeError, ValueError) as exc:
             progress = self.progress.values.get(claim.id, 0.0)
             return _failure(
