@@ -247,6 +247,35 @@ class AsyncCacheAdapter:
             logger.warning("cache entry %.80s cannot be read; treated as a miss", key)
             return False, None
 
+    async def get_entries(self, lookups: Sequence[tuple[str, str | None]]) -> dict[str, Any]:
+        """Return the values of the keys that hit, by key; ``lookups`` are ``(key, entry_id)`` pairs.
+
+        As ``get_entry`` for each key, with one backend read for all of them where the backend
+        batches (one statement, one Redis MGET). A value that cannot be read is a miss.
+        """
+        if not self._enabled or not lookups:
+            return {}
+        if self.backend.blocking:
+            found: dict[str, Any] = await self._runner(self.read_entries, lookups)
+            return found
+        return self.read_entries(lookups)
+
+    def read_entries(self, lookups: Sequence[tuple[str, str | None]]) -> dict[str, Any]:
+        """``get_entries`` for synchronous callers (``enqueue``): the backend is called here."""
+        if not self._enabled or not lookups:
+            return {}
+        data = self.backend.get_many(list(dict.fromkeys(key for key, _ in lookups)))
+        pairs = [(entry_id, key) for key, entry_id in lookups if key in data and entry_id is not None]
+        if pairs:
+            self.backend.map_entry_ids(pairs, self._ttl(None))
+        values: dict[str, Any] = {}
+        for key, raw in data.items():
+            try:
+                values[key] = serialization.loads(raw)
+            except serialization.SerializationError:
+                logger.warning("cache entry %.80s cannot be read; treated as a miss", key)
+        return values
+
     def _read(self, key: str, entry_id: str | None) -> bytes | None:
         data = self.backend.get(key)
         if data is not None and entry_id is not None:

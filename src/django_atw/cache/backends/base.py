@@ -7,6 +7,7 @@ synchronous; a backend with ``blocking = True`` (database, network) is called fr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -31,6 +32,14 @@ class CacheBackend(Protocol):
         """Return the entry's bytes and mark it as just read, or None if missing or expired."""
         ...
 
+    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """Return the present, unexpired entries among ``keys`` and mark them as just read.
+
+        Batched where the store allows (one statement, one round trip): adding many tasks
+        looks all their keys up at once.
+        """
+        ...
+
     def set(self, key: str, value: bytes, ttl: float | None, task_type: str, entry_id: str | None) -> None:
         """Store an entry (``ttl`` seconds, None: no expiry), evicting LRU entries past max_size."""
         ...
@@ -45,6 +54,10 @@ class CacheBackend(Protocol):
 
     def map_entry_id(self, entry_id: str, key: str, ttl: float | None) -> None:
         """Remember that ``entry_id`` (``func_name:task_id``) maps to ``key``."""
+        ...
+
+    def map_entry_ids(self, pairs: Sequence[tuple[str, str]], ttl: float | None) -> None:
+        """Remember several ``(entry_id, key)`` mappings at once."""
         ...
 
     def key_for(self, entry_id: str) -> str | None:

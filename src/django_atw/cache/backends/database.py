@@ -7,6 +7,7 @@ All cache-entry SQL lives here. A hit is one statement: an UPDATE that refreshes
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import timedelta
 
 from django.db import IntegrityError, connection, transaction
@@ -16,6 +17,8 @@ from ...models import CacheEntry, CacheTaskKey
 from . import base
 
 TABLE = CacheEntry._meta.db_table
+# Keys one ``get_many`` statement looks up: well under SQLite's bound-parameter limit.
+GET_MANY_CHUNK = 500
 
 
 class DatabaseBackend:
@@ -45,6 +48,24 @@ class DatabaseBackend:
             )
             row = cursor.fetchone()
         return bytes(row[0]) if row is not None else None
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """One statement for all keys, as ``get`` for one (chunked to stay under parameter limits)."""
+        stamp = connection.ops.adapt_datetimefield_value(base.now())
+        quoted = connection.ops.quote_name("key")
+        found: dict[str, bytes] = {}
+        unique = list(dict.fromkeys(keys))
+        with connection.cursor() as cursor:
+            for start in range(0, len(unique), GET_MANY_CHUNK):
+                chunk = unique[start : start + GET_MANY_CHUNK]
+                cursor.execute(
+                    f"UPDATE {TABLE} SET last_accessed = %s, hits = hits + 1 "
+                    f"WHERE {quoted} IN ({', '.join(['%s'] * len(chunk))}) "
+                    f"AND (expires_at IS NULL OR expires_at > %s) RETURNING {quoted}, value",
+                    [stamp, *chunk, stamp],
+                )
+                found.update((key, bytes(value)) for key, value in cursor.fetchall())
+        return found
 
     def set(self, key: str, value: bytes, ttl: float | None, task_type: str, entry_id: str | None) -> None:
         now = base.now()
@@ -103,8 +124,14 @@ class DatabaseBackend:
             self._estimate = 0
 
     def map_entry_id(self, entry_id: str, key: str, ttl: float | None) -> None:
+        self.map_entry_ids([(entry_id, key)], ttl)
+
+    def map_entry_ids(self, pairs: Sequence[tuple[str, str]], ttl: float | None) -> None:
+        now = base.now()
+        # One row per entry id (the last mapping wins), as the upsert needs.
+        latest = {entry_id[:255]: key for entry_id, key in pairs}
         CacheTaskKey.objects.bulk_create(
-            [CacheTaskKey(entry_id=entry_id[:255], key=key, created_at=base.now())],
+            [CacheTaskKey(entry_id=entry_id, key=key, created_at=now) for entry_id, key in latest.items()],
             update_conflicts=True,
             unique_fields=["entry_id"],
             update_fields=["key", "created_at"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
@@ -72,6 +73,20 @@ class DjangoCacheBackend:
         self._evict(self._touch(key))
         return bytes(value)
 
+    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        by_hash = {_hashed(_ENTRY_PREFIX, key): key for key in keys}
+        stored = self._cache.get_many(list(by_hash))  # one MGET on Redis
+        found = {by_hash[hashed]: bytes(value) for hashed, value in stored.items() if value is not None}
+        with self._lock:
+            for key in by_hash.values():
+                if key not in found:
+                    self._recent.pop(key, None)
+        evict: list[str] = []
+        for key in found:
+            evict += self._touch(key)
+        self._evict(evict)
+        return found
+
     def set(self, key: str, value: bytes, ttl: float | None, task_type: str, entry_id: str | None) -> None:
         self._cache.set(_hashed(_ENTRY_PREFIX, key), value, timeout=ttl or None)
         self._evict(self._touch(key))
@@ -95,6 +110,12 @@ class DjangoCacheBackend:
         self._cache.set(_hashed(_MAP_PREFIX, entry_id), key, timeout=ttl or None)
         with self._lock:
             self._mapping[entry_id] = key
+
+    def map_entry_ids(self, pairs: Sequence[tuple[str, str]], ttl: float | None) -> None:
+        hashed = {_hashed(_MAP_PREFIX, entry_id): key for entry_id, key in pairs}
+        self._cache.set_many(hashed, timeout=ttl or None)
+        with self._lock:
+            self._mapping.update(pairs)
 
     def key_for(self, entry_id: str) -> str | None:
         key = self._cache.get(_hashed(_MAP_PREFIX, entry_id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 
 from . import base
 
@@ -35,6 +36,14 @@ class MemoryBackend:
             self._entries.move_to_end(key)
             return value
 
+    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        found = {}
+        for key in keys:
+            value = self.get(key)
+            if value is not None:
+                found[key] = value
+        return found
+
     def set(self, key: str, value: bytes, ttl: float | None, task_type: str, entry_id: str | None) -> None:
         expires = base.now().timestamp() + ttl if ttl else None
         with self._lock:
@@ -56,6 +65,10 @@ class MemoryBackend:
     def map_entry_id(self, entry_id: str, key: str, ttl: float | None) -> None:
         with self._lock:
             self._mapping[entry_id] = key
+
+    def map_entry_ids(self, pairs: Sequence[tuple[str, str]], ttl: float | None) -> None:
+        with self._lock:
+            self._mapping.update(pairs)
 
     def key_for(self, entry_id: str) -> str | None:
         return self._mapping.get(entry_id)
