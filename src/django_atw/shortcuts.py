@@ -16,7 +16,7 @@ from . import store, submit
 from .cache.adapter import default_adapter
 from .conf import get_settings
 from .engine import wakeup
-from .engine.caching import assign_cache_keys
+from .engine.caching import assign_cache_keys, complete_cached_sync
 from .exceptions import TaskArgumentError
 from .status import TaskInfo, TaskStatus
 
@@ -59,8 +59,9 @@ def enqueue(
     )
     _assign_cache_keys([new], cache_key_fn)
     (added,) = store.add_tasks([new])
-    wakeup.notify([new.queue])
-    wakeup.broadcast(queues=[new.queue])
+    if new.cached_result_json is None:
+        wakeup.notify([new.queue])
+        wakeup.broadcast(queues=[new.queue])
     return added
 
 
@@ -87,17 +88,24 @@ def enqueue_many(
     )
     _assign_cache_keys(new, None)
     ids = store.add_tasks(new)
-    wakeup.notify({n.queue for n in new})
-    wakeup.broadcast(queues={n.queue for n in new})
+    queues = {n.queue for n in new if n.cached_result_json is None}
+    if queues:
+        wakeup.notify(queues)
+        wakeup.broadcast(queues=queues)
     return ids
 
 
 def _assign_cache_keys(new: list[submit.NewTask], cache_key_fn: Callable[..., str] | None) -> None:
-    """Store cache keys as a worker's add_task would, with the adapter ``ATW["CACHE"]`` describes."""
+    """Store cache keys as a worker's add_task would, with the adapter ``ATW["CACHE"]`` describes.
+
+    A task whose result is already cached is marked to be stored completed from the cache.
+    """
     if cache_key_fn is not None and not callable(cache_key_fn):
         raise TaskArgumentError(f"cache_key_fn must be callable or None, got {cache_key_fn!r}.")
     if get_settings().CACHE.ENABLED:
-        assign_cache_keys(new, default_adapter(), enabled=True, cache_key_fn=cache_key_fn)
+        adapter = default_adapter()
+        assign_cache_keys(new, adapter, enabled=True, cache_key_fn=cache_key_fn)
+        complete_cached_sync(new, adapter)
 
 
 def get_task_info(task_id: str) -> TaskInfo | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -48,6 +49,80 @@ def assign_cache_keys(
         new.cache_key = adapter.make_key(
             new.task_type, new.args, new.kwargs, cache_key_fn, entry_id, new.metadata
         )
+
+
+def cached_result_json(value: Any) -> str | None:
+    """A cached value as the JSON text a task's result is stored as; None if it is not JSON.
+
+    Both ways a task completes from the cache (when it is added, when it runs) decide with
+    this: a value the result column cannot hold is a miss, and the task runs.
+    """
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+
+
+def complete_from_cache(new: NewTask, result_json: str) -> None:
+    """Mark a task being added as completed from the cache: inserted completed, never run.
+
+    The one place an add-time hit is decided, for whatever must follow one (futures, events).
+    """
+    new.cached_result_json = result_json
+    new.claimed_by = None
+
+
+def _lookups(new_tasks: Sequence[NewTask], adapter: AsyncCacheAdapter) -> list[tuple[str, str | None]]:
+    """The ``(key, entry_id)`` pairs to look up when adding: tasks with a key that are due now.
+
+    A task deferred by ``run_after`` is looked up when it runs: the entry may change meanwhile.
+    """
+    return [
+        (new.cache_key, adapter.generate_entry_id(new.task_type, new.id))
+        for new in new_tasks
+        if new.cache_key and new.run_after is None and new.cached_result_json is None
+    ]
+
+
+def _apply_hits(new_tasks: Sequence[NewTask], values: dict[str, Any]) -> list[NewTask]:
+    hits = []
+    for new in new_tasks:
+        if new.cache_key in values and new.run_after is None:
+            result_json = cached_result_json(values[new.cache_key])
+            if result_json is not None:
+                complete_from_cache(new, result_json)
+                hits.append(new)
+    return hits
+
+
+async def complete_cached(new_tasks: Sequence[NewTask], adapter: AsyncCacheAdapter) -> list[NewTask]:
+    """Look the keys given by ``assign_cache_keys`` up (one batched read); mark the hits.
+
+    Returns the tasks completed from the cache. A cache that fails is logged and every task
+    runs (its lookup is tried again when it runs).
+    """
+    lookups = _lookups(new_tasks, adapter)
+    if not lookups:
+        return []
+    try:
+        values = await adapter.get_entries(lookups)
+    except Exception:
+        logger.exception("cache lookup failed while adding %d tasks; they run", len(lookups))
+        return []
+    return _apply_hits(new_tasks, values)
+
+
+def complete_cached_sync(new_tasks: Sequence[NewTask], adapter: AsyncCacheAdapter) -> list[NewTask]:
+    """``complete_cached`` for synchronous callers (``enqueue``)."""
+    lookups = _lookups(new_tasks, adapter)
+    if not lookups:
+        return []
+    try:
+        values = adapter.read_entries(lookups)
+    except Exception:
+        logger.exception("cache lookup failed while adding %d tasks; they run", len(lookups))
+        return []
+    return _apply_hits(new_tasks, values)
 
 
 class ResultCache:

@@ -27,7 +27,7 @@ from ..shortcuts import check_list_filters
 from ..status import TaskInfo, TaskStatus
 from ..store import Outcome
 from . import wakeup
-from .caching import ResultCache, assign_cache_keys
+from .caching import ResultCache, assign_cache_keys, complete_cached
 from .db import DatabaseThread
 from .executor import ProgressTracker, TaskExecutor
 from .futures import TaskFutureManager, error_for
@@ -345,6 +345,7 @@ class AsyncTaskWorker:
             run_after=run_after,
         )
         assign_cache_keys([new], self.cache, enabled=self.cache_enabled, cache_key_fn=cache_key_fn)
+        await complete_cached([new], self.cache)
         (added,) = await self._insert([new])
         return added
 
@@ -376,6 +377,7 @@ class AsyncTaskWorker:
             run_after=run_after,
         )
         assign_cache_keys(new, self.cache, enabled=self.cache_enabled)
+        await complete_cached(new, self.cache)
         return await self._insert(new)
 
     async def _register(self) -> None:
@@ -391,16 +393,18 @@ class AsyncTaskWorker:
 
     async def _insert(self, new: list[submit.NewTask]) -> list[str]:
         assert self._db is not None and self._pool is not None
-        if self.max_queue_size is not None:
+        # Tasks completed from the cache are inserted completed: they never queue or run.
+        queued = [n for n in new if n.cached_result_json is None]
+        if self.max_queue_size is not None and queued:
             pending = await self._db.run(store.count_pending)
-            if pending + len(new) > self.max_queue_size:
+            if pending + len(queued) > self.max_queue_size:
                 raise QueueFullError(
                     f"{pending} tasks are pending and max_queue_size is {self.max_queue_size}; "
-                    f"{len(new)} more do not fit. Wait for tasks to finish or raise max_queue_size."
+                    f"{len(queued)} more do not fit. Wait for tasks to finish or raise max_queue_size."
                 )
         # Tasks this worker can start at once are stored already claimed by it: one round trip
         # from add_task to the task running, instead of an insert, a wake-up and a claim.
-        mine = [n for n in new if n.queue in self.queues and n.run_after is None]
+        mine = [n for n in queued if n.queue in self.queues and n.run_after is None]
         reserved = self._pool.reserve(len(mine)) if mine else 0
         for task in mine[:reserved]:
             task.claimed_by = self.worker_id
@@ -412,11 +416,19 @@ class AsyncTaskWorker:
         if reserved:
             by_task = {id(task): task_id for task, task_id in zip(new, ids, strict=True)}
             self._pool.start_reserved([_claimed(by_task[id(task)], task) for task in mine[:reserved]])
+        for task, task_id in zip(new, ids, strict=True):
+            if task.cached_result_json is not None:
+                self._completed_from_cache(task_id, task.cached_result_json)
         if len(mine) > reserved:
             self._pool.wake()
-        wakeup.notify({n.queue for n in new} - set(self.queues))
-        await wakeup.abroadcast(queues={n.queue for n in new if n.claimed_by is None})
+        if queued:
+            wakeup.notify({n.queue for n in queued} - set(self.queues))
+            await wakeup.abroadcast(queues={n.queue for n in queued if n.claimed_by is None})
         return ids
+
+    def _completed_from_cache(self, task_id: str, result_json: str) -> None:
+        """A task this worker stored completed from the cache: resolve its future now."""
+        self._futures.completed_at_add(task_id, result_json)
 
     # --- reading --------------------------------------------------------------------------
 
