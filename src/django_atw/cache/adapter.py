@@ -264,10 +264,7 @@ class AsyncCacheAdapter:
         """``get_entries`` for synchronous callers (``enqueue``): the backend is called here."""
         if not self._enabled or not lookups:
             return {}
-        data = self.backend.get_many(list(dict.fromkeys(key for key, _ in lookups)))
-        pairs = [(entry_id, key) for key, entry_id in lookups if key in data and entry_id is not None]
-        if pairs:
-            self.backend.map_entry_ids(pairs, self._ttl(None))
+        data = self.backend.read_many(lookups, self._ttl(None))
         values: dict[str, Any] = {}
         for key, raw in data.items():
             try:

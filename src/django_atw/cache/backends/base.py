@@ -32,11 +32,11 @@ class CacheBackend(Protocol):
         """Return the entry's bytes and mark it as just read, or None if missing or expired."""
         ...
 
-    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
-        """Return the present, unexpired entries among ``keys`` and mark them as just read.
+    def read_many(self, lookups: Sequence[tuple[str, str | None]], ttl: float | None) -> dict[str, bytes]:
+        """Return the present, unexpired entries among the ``(key, entry_id)`` pairs' keys, by key.
 
-        Batched where the store allows (one statement, one round trip): adding many tasks
-        looks all their keys up at once.
+        As ``get`` and then ``map_entry_id`` for each hit, batched where the store allows (the
+        database: one transaction; Redis: one MGET): adding many tasks looks them up at once.
         """
         ...
 
@@ -54,10 +54,6 @@ class CacheBackend(Protocol):
 
     def map_entry_id(self, entry_id: str, key: str, ttl: float | None) -> None:
         """Remember that ``entry_id`` (``func_name:task_id``) maps to ``key``."""
-        ...
-
-    def map_entry_ids(self, pairs: Sequence[tuple[str, str]], ttl: float | None) -> None:
-        """Remember several ``(entry_id, key)`` mappings at once."""
         ...
 
     def key_for(self, entry_id: str) -> str | None:

@@ -17,7 +17,7 @@ from ...models import CacheEntry, CacheTaskKey
 from . import base
 
 TABLE = CacheEntry._meta.db_table
-# Keys one ``get_many`` statement looks up: well under SQLite's bound-parameter limit.
+# Keys one ``read_many`` statement looks up: well under SQLite's bound-parameter limit.
 GET_MANY_CHUNK = 500
 
 
@@ -49,13 +49,13 @@ class DatabaseBackend:
             row = cursor.fetchone()
         return bytes(row[0]) if row is not None else None
 
-    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
-        """One statement for all keys, as ``get`` for one (chunked to stay under parameter limits)."""
+    def read_many(self, lookups: Sequence[tuple[str, str | None]], ttl: float | None) -> dict[str, bytes]:
+        """One transaction: an UPDATE as in ``get`` for all keys (per chunk), one mapping upsert."""
         stamp = connection.ops.adapt_datetimefield_value(base.now())
         quoted = connection.ops.quote_name("key")
         found: dict[str, bytes] = {}
-        unique = list(dict.fromkeys(keys))
-        with connection.cursor() as cursor:
+        unique = list(dict.fromkeys(key for key, _ in lookups))
+        with transaction.atomic(), connection.cursor() as cursor:
             for start in range(0, len(unique), GET_MANY_CHUNK):
                 chunk = unique[start : start + GET_MANY_CHUNK]
                 cursor.execute(
@@ -65,6 +65,9 @@ class DatabaseBackend:
                     [stamp, *chunk, stamp],
                 )
                 found.update((key, bytes(value)) for key, value in cursor.fetchall())
+            pairs = [(entry_id, key) for key, entry_id in lookups if key in found and entry_id is not None]
+            if pairs:
+                self._map_entry_ids(pairs)
         return found
 
     def set(self, key: str, value: bytes, ttl: float | None, task_type: str, entry_id: str | None) -> None:
@@ -124,9 +127,9 @@ class DatabaseBackend:
             self._estimate = 0
 
     def map_entry_id(self, entry_id: str, key: str, ttl: float | None) -> None:
-        self.map_entry_ids([(entry_id, key)], ttl)
+        self._map_entry_ids([(entry_id, key)])
 
-    def map_entry_ids(self, pairs: Sequence[tuple[str, str]], ttl: float | None) -> None:
+    def _map_entry_ids(self, pairs: Sequence[tuple[str, str]]) -> None:
         now = base.now()
         # One row per entry id (the last mapping wins), as the upsert needs.
         latest = {entry_id[:255]: key for entry_id, key in pairs}

@@ -73,8 +73,8 @@ class DjangoCacheBackend:
         self._evict(self._touch(key))
         return bytes(value)
 
-    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
-        by_hash = {_hashed(_ENTRY_PREFIX, key): key for key in keys}
+    def read_many(self, lookups: Sequence[tuple[str, str | None]], ttl: float | None) -> dict[str, bytes]:
+        by_hash = {_hashed(_ENTRY_PREFIX, key): key for key, _ in lookups}
         stored = self._cache.get_many(list(by_hash))  # one MGET on Redis
         found = {by_hash[hashed]: bytes(value) for hashed, value in stored.items() if value is not None}
         with self._lock:
@@ -85,6 +85,9 @@ class DjangoCacheBackend:
         for key in found:
             evict += self._touch(key)
         self._evict(evict)
+        pairs = [(entry_id, key) for key, entry_id in lookups if key in found and entry_id is not None]
+        if pairs:
+            self._map_entry_ids(pairs, ttl)
         return found
 
     def set(self, key: str, value: bytes, ttl: float | None, task_type: str, entry_id: str | None) -> None:
@@ -111,7 +114,7 @@ class DjangoCacheBackend:
         with self._lock:
             self._mapping[entry_id] = key
 
-    def map_entry_ids(self, pairs: Sequence[tuple[str, str]], ttl: float | None) -> None:
+    def _map_entry_ids(self, pairs: Sequence[tuple[str, str]], ttl: float | None) -> None:
         hashed = {_hashed(_MAP_PREFIX, entry_id): key for entry_id, key in pairs}
         self._cache.set_many(hashed, timeout=ttl or None)
         with self._lock:

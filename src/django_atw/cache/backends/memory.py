@@ -36,12 +36,14 @@ class MemoryBackend:
             self._entries.move_to_end(key)
             return value
 
-    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
-        found = {}
-        for key in keys:
-            value = self.get(key)
+    def read_many(self, lookups: Sequence[tuple[str, str | None]], ttl: float | None) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for key, entry_id in lookups:
+            value = found.get(key) or self.get(key)
             if value is not None:
                 found[key] = value
+                if entry_id is not None:
+                    self.map_entry_id(entry_id, key, ttl)
         return found
 
     def set(self, key: str, value: bytes, ttl: float | None, task_type: str, entry_id: str | None) -> None:
@@ -65,10 +67,6 @@ class MemoryBackend:
     def map_entry_id(self, entry_id: str, key: str, ttl: float | None) -> None:
         with self._lock:
             self._mapping[entry_id] = key
-
-    def map_entry_ids(self, pairs: Sequence[tuple[str, str]], ttl: float | None) -> None:
-        with self._lock:
-            self._mapping.update(pairs)
 
     def key_for(self, entry_id: str) -> str | None:
         return self._mapping.get(entry_id)
