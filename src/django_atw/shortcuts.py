@@ -13,10 +13,9 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from . import store, submit
-from .cache.adapter import default_adapter
+from .cache.adapter import AsyncCacheAdapter, default_adapter
 from .conf import get_settings
-from .engine import wakeup
-from .engine.caching import assign_cache_keys, complete_cached_sync
+from .engine import caching, wakeup
 from .exceptions import TaskArgumentError
 from .status import TaskInfo, TaskStatus
 
@@ -57,8 +56,8 @@ def enqueue(
         run_after=run_after,
         created_by_id=getattr(created_by, "pk", created_by),
     )
-    _assign_cache_keys([new], cache_key_fn)
-    (added,) = store.add_tasks([new])
+    adapter = _assign_cache_keys([new], cache_key_fn)
+    (added,) = caching.add_tasks([new], adapter)
     if new.cached_result_json is None:
         wakeup.notify([new.queue])
         wakeup.broadcast(queues=[new.queue])
@@ -86,8 +85,8 @@ def enqueue_many(
         default_queue=get_settings().DEFAULT_QUEUE,
         run_after=run_after,
     )
-    _assign_cache_keys(new, None)
-    ids = store.add_tasks(new)
+    adapter = _assign_cache_keys(new, None)
+    ids = caching.add_tasks(new, adapter)
     queues = {n.queue for n in new if n.cached_result_json is None}
     if queues:
         wakeup.notify(queues)
@@ -95,17 +94,20 @@ def enqueue_many(
     return ids
 
 
-def _assign_cache_keys(new: list[submit.NewTask], cache_key_fn: Callable[..., str] | None) -> None:
-    """Store cache keys as a worker's add_task would, with the adapter ``ATW["CACHE"]`` describes.
+def _assign_cache_keys(
+    new: list[submit.NewTask], cache_key_fn: Callable[..., str] | None
+) -> AsyncCacheAdapter | None:
+    """Store cache keys as a worker's add_task would; return the adapter (None: caching off).
 
-    A task whose result is already cached is marked to be stored completed from the cache.
+    The adapter is the one ``ATW["CACHE"]`` describes; ``caching.add_tasks`` looks the keys up.
     """
     if cache_key_fn is not None and not callable(cache_key_fn):
         raise TaskArgumentError(f"cache_key_fn must be callable or None, got {cache_key_fn!r}.")
-    if get_settings().CACHE.ENABLED:
-        adapter = default_adapter()
-        assign_cache_keys(new, adapter, enabled=True, cache_key_fn=cache_key_fn)
-        complete_cached_sync(new, adapter)
+    if not get_settings().CACHE.ENABLED:
+        return None
+    adapter = default_adapter()
+    caching.assign_cache_keys(new, adapter, enabled=True, cache_key_fn=cache_key_fn)
+    return adapter
 
 
 def get_task_info(task_id: str) -> TaskInfo | None:

@@ -247,21 +247,13 @@ class AsyncCacheAdapter:
             logger.warning("cache entry %.80s cannot be read; treated as a miss", key)
             return False, None
 
-    async def get_entries(self, lookups: Sequence[tuple[str, str | None]]) -> dict[str, Any]:
+    def read_entries(self, lookups: Sequence[tuple[str, str | None]]) -> dict[str, Any]:
         """Return the values of the keys that hit, by key; ``lookups`` are ``(key, entry_id)`` pairs.
 
-        As ``get_entry`` for each key, with one backend read for all of them where the backend
-        batches (one statement, one Redis MGET). A value that cannot be read is a miss.
+        As ``get_entry`` for each key, with one backend call for all of them (one transaction on
+        the database, one MGET on Redis). A value that cannot be read is a miss. Synchronous:
+        the caller is already on a thread that may block (a worker's database thread, enqueue).
         """
-        if not self._enabled or not lookups:
-            return {}
-        if self.backend.blocking:
-            found: dict[str, Any] = await self._runner(self.read_entries, lookups)
-            return found
-        return self.read_entries(lookups)
-
-    def read_entries(self, lookups: Sequence[tuple[str, str | None]]) -> dict[str, Any]:
-        """``get_entries`` for synchronous callers (``enqueue``): the backend is called here."""
         if not self._enabled or not lookups:
             return {}
         data = self.backend.read_many(lookups, self._ttl(None))

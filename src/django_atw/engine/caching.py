@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from django.db import transaction
 
 from .. import store
 from ..cache import AsyncCacheAdapter
@@ -95,34 +98,33 @@ def _apply_hits(new_tasks: Sequence[NewTask], values: dict[str, Any]) -> list[Ne
     return hits
 
 
-async def complete_cached(new_tasks: Sequence[NewTask], adapter: AsyncCacheAdapter) -> list[NewTask]:
-    """Look the keys given by ``assign_cache_keys`` up (one batched read); mark the hits.
+def add_tasks(
+    new_tasks: Sequence[NewTask],
+    adapter: AsyncCacheAdapter | None,
+    check: Callable[[Sequence[NewTask]], None] | None = None,
+) -> list[str]:
+    """Look the keys ``assign_cache_keys`` gave up, mark the hits, insert all tasks; return ids.
 
-    Returns the tasks completed from the cache. A cache that fails is logged and every task
-    runs (its lookup is tried again when it runs).
+    The one way tasks with cache keys are stored (worker and ``enqueue`` alike); synchronous,
+    run on a database thread. All keys are read with one backend call; then ``check`` (the
+    queue-size limit, which hits do not count against) and the single INSERT of
+    ``store.add_tasks``. When the entries live in the task database, the lookup and the insert
+    share one transaction: one commit. A cache that fails is logged and every task runs (it is
+    looked up again then).
     """
-    lookups = _lookups(new_tasks, adapter)
-    if not lookups:
-        return []
-    try:
-        values = await adapter.get_entries(lookups)
-    except Exception:
-        logger.exception("cache lookup failed while adding %d tasks; they run", len(lookups))
-        return []
-    return _apply_hits(new_tasks, values)
-
-
-def complete_cached_sync(new_tasks: Sequence[NewTask], adapter: AsyncCacheAdapter) -> list[NewTask]:
-    """``complete_cached`` for synchronous callers (``enqueue``)."""
-    lookups = _lookups(new_tasks, adapter)
-    if not lookups:
-        return []
-    try:
-        values = adapter.read_entries(lookups)
-    except Exception:
-        logger.exception("cache lookup failed while adding %d tasks; they run", len(lookups))
-        return []
-    return _apply_hits(new_tasks, values)
+    lookups = _lookups(new_tasks, adapter) if adapter is not None else []
+    together = bool(lookups) and adapter is not None and adapter.backend.in_task_database
+    with transaction.atomic() if together else contextlib.nullcontext():
+        if lookups and adapter is not None:
+            try:
+                values = adapter.read_entries(lookups)
+            except Exception:
+                logger.exception("cache lookup failed while adding %d tasks; they run", len(lookups))
+            else:
+                _apply_hits(new_tasks, values)
+        if check is not None:
+            check(new_tasks)
+        return store.add_tasks(new_tasks)
 
 
 class ResultCache:

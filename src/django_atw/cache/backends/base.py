@@ -27,6 +27,9 @@ class CacheBackend(Protocol):
 
     #: True when calls block on I/O: the adapter then runs them in a thread.
     blocking: bool
+    #: True when entries live in the task database: adding tasks then looks their keys up
+    #: and inserts them in one transaction.
+    in_task_database: bool
 
     def get(self, key: str) -> bytes | None:
         """Return the entry's bytes and mark it as just read, or None if missing or expired."""

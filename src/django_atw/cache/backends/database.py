@@ -31,6 +31,7 @@ class DatabaseBackend:
     """
 
     blocking = True
+    in_task_database = True
 
     def __init__(self, max_size: int | None = 1000) -> None:
         self.max_size = max_size

@@ -36,6 +36,7 @@ class DjangoCacheBackend:
     """
 
     blocking = True
+    in_task_database = False
 
     def __init__(self, alias: str = "atw", max_size: int | None = 1000) -> None:
         if alias not in settings.CACHES:

@@ -17,6 +17,7 @@ class MemoryBackend:
     """
 
     blocking = False
+    in_task_database = False
 
     def __init__(self, max_size: int | None = 1000) -> None:
         self.max_size = max_size
