@@ -13,7 +13,7 @@ from django.db import connection, connections
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
-from django_atw import AsyncCacheAdapter, TaskStatus, aget_task_info, enqueue, enqueue_many
+from django_atw import AsyncCacheAdapter, QueueFullError, TaskStatus, aget_task_info, enqueue, enqueue_many
 from django_atw.cache.adapter import default_adapter
 from django_atw.engine.db import DatabaseThread
 from django_atw.models import CacheEntry, TaskRecord
@@ -228,3 +228,14 @@ async def test_the_worker_switch_off_wins_at_add_time(make_worker):
     assert await (await worker.get_task_future(task_id)) == 16
     assert cache_tasks.calls["cache_square"] == 1
     assert not (await aget_task_info(task_id)).from_cache
+
+
+async def test_a_hit_does_not_count_against_max_queue_size(make_worker):
+    adapter = AsyncCacheAdapter(backend="memory")
+    await adapter.set_entry(adapter.make_key("cache_square", [4], {}), 16)
+    worker = await make_worker(cache_enabled=True, cache_adapter=adapter, max_queue_size=1)
+    await worker.add_task(cache_tasks.square, 1, queue="elsewhere")  # pending: the queue is full
+    task_id = await worker.add_task(cache_tasks.square, 4)
+    assert await (await worker.get_task_future(task_id)) == 16
+    with pytest.raises(QueueFullError):
+        await worker.add_task(cache_tasks.square, 5)
