@@ -13,10 +13,9 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from . import store, submit
-from .cache.adapter import default_adapter
+from .cache.adapter import AsyncCacheAdapter, default_adapter
 from .conf import get_settings
-from .engine import wakeup
-from .engine.caching import assign_cache_keys
+from .engine import caching, wakeup
 from .exceptions import TaskArgumentError
 from .status import TaskInfo, TaskStatus
 
@@ -57,10 +56,11 @@ def enqueue(
         run_after=run_after,
         created_by_id=getattr(created_by, "pk", created_by),
     )
-    _assign_cache_keys([new], cache_key_fn)
-    (added,) = store.add_tasks([new])
-    wakeup.notify([new.queue])
-    wakeup.broadcast(queues=[new.queue])
+    adapter = _assign_cache_keys([new], cache_key_fn)
+    (added,) = caching.add_tasks([new], adapter)
+    if new.cached_result_json is None:
+        wakeup.notify([new.queue])
+        wakeup.broadcast(queues=[new.queue])
     return added
 
 
@@ -85,19 +85,29 @@ def enqueue_many(
         default_queue=get_settings().DEFAULT_QUEUE,
         run_after=run_after,
     )
-    _assign_cache_keys(new, None)
-    ids = store.add_tasks(new)
-    wakeup.notify({n.queue for n in new})
-    wakeup.broadcast(queues={n.queue for n in new})
+    adapter = _assign_cache_keys(new, None)
+    ids = caching.add_tasks(new, adapter)
+    queues = {n.queue for n in new if n.cached_result_json is None}
+    if queues:
+        wakeup.notify(queues)
+        wakeup.broadcast(queues=queues)
     return ids
 
 
-def _assign_cache_keys(new: list[submit.NewTask], cache_key_fn: Callable[..., str] | None) -> None:
-    """Store cache keys as a worker's add_task would, with the adapter ``ATW["CACHE"]`` describes."""
+def _assign_cache_keys(
+    new: list[submit.NewTask], cache_key_fn: Callable[..., str] | None
+) -> AsyncCacheAdapter | None:
+    """Store cache keys as a worker's add_task would; return the adapter (None: caching off).
+
+    The adapter is the one ``ATW["CACHE"]`` describes; ``caching.add_tasks`` looks the keys up.
+    """
     if cache_key_fn is not None and not callable(cache_key_fn):
         raise TaskArgumentError(f"cache_key_fn must be callable or None, got {cache_key_fn!r}.")
-    if get_settings().CACHE.ENABLED:
-        assign_cache_keys(new, default_adapter(), enabled=True, cache_key_fn=cache_key_fn)
+    if not get_settings().CACHE.ENABLED:
+        return None
+    adapter = default_adapter()
+    caching.assign_cache_keys(new, adapter, enabled=True, cache_key_fn=cache_key_fn)
+    return adapter
 
 
 def get_task_info(task_id: str) -> TaskInfo | None:

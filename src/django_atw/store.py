@@ -98,18 +98,20 @@ _INSERT_COLUMNS = (
     "max_attempts",
     "run_after",
     "cache_key",
+    "progress",
+    "result",
+    "completed_at",
+    "from_cache",
 )
 _PG_ARRAY_TYPES = (
     "text", "text", "jsonb", "jsonb", "jsonb", "integer", "text", "double precision", "boolean",
     "integer", "integer", "timestamptz", "text", "text", "timestamptz", "integer", "integer",
-    "timestamptz", "text",
+    "timestamptz", "text", "double precision", "jsonb", "timestamptz", "boolean",
 )  # fmt: skip
 _INSERT_DEFAULTS = (
-    ("progress", "0"),
     ("error", "''"),
     ("error_type", "''"),
     ("traceback", "''"),
-    ("from_cache", "FALSE"),
     ("cancel_requested", "FALSE"),
 )
 
@@ -124,7 +126,8 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
     A task with ``claimed_by`` set is stored running under that worker, its first attempt
     begun: the worker that added it starts it without a claim round trip. On PostgreSQL the
     same statement NOTIFYs the queues that got claimable tasks, so idle workers in other
-    processes wake on commit.
+    processes wake on commit. A task with ``cached_result_json`` set is stored completed from
+    the cache (``from_cache``, progress 1.0, started and completed now): nothing claims it.
     """
     ids = [new.id or new_task_id() for new in new_tasks]
     if len(set(ids)) != len(ids):
@@ -134,28 +137,7 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
         return ids
     now = timezone.now()
     rows: list[list[Any]] = [
-        [
-            task_id,
-            new.task_type,
-            new.args,
-            new.kwargs,
-            new.metadata,
-            new.priority,
-            new.queue,
-            new.timeout,
-            new.use_cache,
-            new.cache_ttl,
-            new.created_by_id,
-            new.created_at or _creation_time(),
-            TaskStatus.RUNNING.value if new.claimed_by else TaskStatus.PENDING.value,
-            new.claimed_by,
-            now if new.claimed_by else None,
-            1 if new.claimed_by else 0,
-            new.max_attempts,
-            new.run_after,
-            new.cache_key,
-        ]
-        for task_id, new in zip(ids, new_tasks, strict=True)
+        _insert_row(task_id, new, now) for task_id, new in zip(ids, new_tasks, strict=True)
     ]
     columns = ", ".join((*_INSERT_COLUMNS, *(name for name, _ in _INSERT_DEFAULTS), "updated_at"))
     defaults = ", ".join(value for _, value in _INSERT_DEFAULTS)
@@ -178,6 +160,7 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
             row[11] = adapt(row[11])  # created_at
             row[14] = adapt(row[14])  # started_at
             row[17] = adapt(row[17])  # run_after
+            row[21] = adapt(row[21])  # completed_at
         picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(_INSERT_COLUMNS)))
         sql = f"INSERT INTO {TABLE} ({columns}) SELECT {picks}, {defaults}, %s FROM json_each(%s)"
         sql_params = [adapt(now), json.dumps(rows)]
@@ -192,6 +175,42 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
             f"task_id {taken[0]!r} is already used by another task; pass a new id or none.", task_id=taken[0]
         ) from exc
     return ids
+
+
+def _insert_row(task_id: str, new: NewTask, now: datetime) -> list[Any]:
+    """One task's values, in ``_INSERT_COLUMNS`` order: pending, claimed, or completed from the cache."""
+    cached = new.cached_result_json is not None
+    if cached:
+        status = TaskStatus.COMPLETED.value
+    elif new.claimed_by:
+        status = TaskStatus.RUNNING.value
+    else:
+        status = TaskStatus.PENDING.value
+    return [
+        task_id,
+        new.task_type,
+        new.args,
+        new.kwargs,
+        new.metadata,
+        new.priority,
+        new.queue,
+        new.timeout,
+        new.use_cache,
+        new.cache_ttl,
+        new.created_by_id,
+        new.created_at or _creation_time(),
+        status,
+        None if cached else new.claimed_by,
+        now if cached or new.claimed_by else None,
+        1 if new.claimed_by and not cached else 0,
+        new.max_attempts,
+        new.run_after,
+        new.cache_key,
+        1.0 if cached else 0.0,
+        new.cached_result_json,  # JSON text, stored as is (NULL when not cached)
+        now if cached else None,
+        cached,
+    ]
 
 
 def count_pending(queues: Sequence[str] | None = None, *, ready_only: bool = False) -> int:

@@ -52,6 +52,9 @@ class NewTask:
     claimed_by: str | None = None
     # The result cache's key, computed when the task is added (empty: the cache is not used).
     cache_key: str = ""
+    # A result found in the cache when the task was added (JSON text): the row is inserted
+    # already completed from the cache, never claimed or run (see engine/caching.py).
+    cached_result_json: str | None = None
 
 
 def check_json(value: Any, where: str) -> None:

@@ -247,6 +247,24 @@ class AsyncCacheAdapter:
             logger.warning("cache entry %.80s cannot be read; treated as a miss", key)
             return False, None
 
+    def read_entries(self, lookups: Sequence[tuple[str, str | None]]) -> dict[str, Any]:
+        """Return the values of the keys that hit, by key; ``lookups`` are ``(key, entry_id)`` pairs.
+
+        As ``get_entry`` for each key, with one backend call for all of them (one transaction on
+        the database, one MGET on Redis). A value that cannot be read is a miss. Synchronous:
+        the caller is already on a thread that may block (a worker's database thread, enqueue).
+        """
+        if not self._enabled or not lookups:
+            return {}
+        data = self.backend.read_many(lookups, self._ttl(None))
+        values: dict[str, Any] = {}
+        for key, raw in data.items():
+            try:
+                values[key] = serialization.loads(raw)
+            except serialization.SerializationError:
+                logger.warning("cache entry %.80s cannot be read; treated as a miss", key)
+        return values
+
     def _read(self, key: str, entry_id: str | None) -> bytes | None:
         data = self.backend.get(key)
         if data is not None and entry_id is not None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from django.db import transaction
 
 from .. import store
 from ..cache import AsyncCacheAdapter
@@ -48,6 +52,79 @@ def assign_cache_keys(
         new.cache_key = adapter.make_key(
             new.task_type, new.args, new.kwargs, cache_key_fn, entry_id, new.metadata
         )
+
+
+def cached_result_json(value: Any) -> str | None:
+    """A cached value as the JSON text a task's result is stored as; None if it is not JSON.
+
+    Both ways a task completes from the cache (when it is added, when it runs) decide with
+    this: a value the result column cannot hold is a miss, and the task runs.
+    """
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+
+
+def complete_from_cache(new: NewTask, result_json: str) -> None:
+    """Mark a task being added as completed from the cache: inserted completed, never run.
+
+    The one place an add-time hit is decided, for whatever must follow one (futures, events).
+    """
+    new.cached_result_json = result_json
+    new.claimed_by = None
+
+
+def _lookups(new_tasks: Sequence[NewTask], adapter: AsyncCacheAdapter) -> list[tuple[str, str | None]]:
+    """The ``(key, entry_id)`` pairs to look up when adding: tasks with a key that are due now.
+
+    A task deferred by ``run_after`` is looked up when it runs: the entry may change meanwhile.
+    """
+    return [
+        (new.cache_key, adapter.generate_entry_id(new.task_type, new.id))
+        for new in new_tasks
+        if new.cache_key and new.run_after is None and new.cached_result_json is None
+    ]
+
+
+def _apply_hits(new_tasks: Sequence[NewTask], values: dict[str, Any]) -> list[NewTask]:
+    hits = []
+    for new in new_tasks:
+        if new.cache_key in values and new.run_after is None:
+            result_json = cached_result_json(values[new.cache_key])
+            if result_json is not None:
+                complete_from_cache(new, result_json)
+                hits.append(new)
+    return hits
+
+
+def add_tasks(
+    new_tasks: Sequence[NewTask],
+    adapter: AsyncCacheAdapter | None,
+    check: Callable[[Sequence[NewTask]], None] | None = None,
+) -> list[str]:
+    """Look the keys ``assign_cache_keys`` gave up, mark the hits, insert all tasks; return ids.
+
+    The one way tasks with cache keys are stored (worker and ``enqueue`` alike); synchronous,
+    run on a database thread. All keys are read with one backend call; then ``check`` (the
+    queue-size limit, which hits do not count against) and the single INSERT of
+    ``store.add_tasks``. When the entries live in the task database, the lookup and the insert
+    share one transaction: one commit. A cache that fails is logged and every task runs (it is
+    looked up again then).
+    """
+    lookups = _lookups(new_tasks, adapter) if adapter is not None else []
+    together = bool(lookups) and adapter is not None and adapter.backend.in_task_database
+    with transaction.atomic() if together else contextlib.nullcontext():
+        if lookups and adapter is not None:
+            try:
+                values = adapter.read_entries(lookups)
+            except Exception:
+                logger.exception("cache lookup failed while adding %d tasks; they run", len(lookups))
+            else:
+                _apply_hits(new_tasks, values)
+        if check is not None:
+            check(new_tasks)
+        return store.add_tasks(new_tasks)
 
 
 class ResultCache:

@@ -16,6 +16,7 @@ from django.utils import timezone
 from .. import registry
 from ..status import TaskStatus
 from ..store import ClaimedTask, Outcome
+from .caching import cached_result_json
 from .futures import TIMEOUT_ERROR_TYPE
 
 if TYPE_CHECKING:
@@ -199,9 +200,8 @@ class TaskExecutor:
 
 def _from_cache(claim: ClaimedTask, value: Any) -> Outcome | None:
     """The outcome of a task completed from the cache; None if the value is not JSON (run it)."""
-    try:
-        result_json = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
+    result_json = cached_result_json(value)
+    if result_json is None:
         return None
     return Outcome(
         task_id=claim.id,

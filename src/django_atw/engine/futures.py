@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from collections import OrderedDict
 from typing import Any
 
 from ..exceptions import TaskCancellationError, TaskError, TaskExecutionError, TaskTimeoutError
@@ -11,6 +13,9 @@ from ..status import TaskInfo, TaskStatus
 # error_type values the engine stores for its own outcomes.
 TIMEOUT_ERROR_TYPE = "TaskTimeoutError"
 CANCEL_ERROR_TYPE = "TaskCancellationError"
+# Results of tasks completed when they were added (from the cache) kept for a first
+# get_task_future without a database read; the oldest are forgotten past this many.
+KEPT_RESULTS = 1000
 
 
 def error_for(task_id: str, status: TaskStatus, error: str | None, error_type: str) -> TaskError:
@@ -31,9 +36,15 @@ class TaskFutureManager:
 
     def __init__(self) -> None:
         self._futures: dict[str, asyncio.Future[Any]] = {}
+        self._kept: OrderedDict[str, str] = OrderedDict()
 
     def get(self, task_id: str) -> asyncio.Future[Any]:
         """Return the pending future for ``task_id``, creating it if needed."""
+        kept = self._kept.pop(task_id, None)
+        if kept is not None:
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(json.loads(kept))  # a fresh copy of the result
+            return done
         future = self._futures.get(task_id)
         if future is None or future.cancelled():
             future = asyncio.get_running_loop().create_future()
@@ -47,7 +58,18 @@ class TaskFutureManager:
         return [task_id for task_id, future in self._futures.items() if not future.done()]
 
     def has(self, task_id: str) -> bool:
-        return task_id in self._futures
+        return task_id in self._futures or task_id in self._kept
+
+    def completed_at_add(self, task_id: str, result_json: str) -> None:
+        """Resolve a task stored completed when it was added; keep its result for a later ``get``.
+
+        The caller asks for the future only after ``add_task`` returns, so without this a
+        task that never ran would still cost a database read to await.
+        """
+        self.set_result(task_id, json.loads(result_json))
+        self._kept[task_id] = result_json
+        while len(self._kept) > KEPT_RESULTS:
+            self._kept.popitem(last=False)
 
     def set_result(self, task_id: str, result: Any) -> None:
         future = self._futures.pop(task_id, None)
@@ -69,6 +91,7 @@ class TaskFutureManager:
     def cancel_all(self) -> None:
         """Cancel every pending future (the worker is stopping; the tasks stay stored)."""
         futures, self._futures = self._futures, {}
+        self._kept.clear()
         for future in futures.values():
             future.cancel()
 

@@ -26,7 +26,7 @@ from ..exceptions import QueueFullError, TaskArgumentError
 from ..shortcuts import check_list_filters
 from ..status import TaskInfo, TaskStatus
 from ..store import Outcome
-from . import wakeup
+from . import caching, wakeup
 from .caching import ResultCache, assign_cache_keys
 from .db import DatabaseThread
 from .executor import ProgressTracker, TaskExecutor
@@ -400,13 +400,6 @@ class AsyncTaskWorker:
 
     async def _insert(self, new: list[submit.NewTask]) -> list[str]:
         assert self._db is not None and self._pool is not None
-        if self.max_queue_size is not None:
-            pending = await self._db.run(store.count_pending)
-            if pending + len(new) > self.max_queue_size:
-                raise QueueFullError(
-                    f"{pending} tasks are pending and max_queue_size is {self.max_queue_size}; "
-                    f"{len(new)} more do not fit. Wait for tasks to finish or raise max_queue_size."
-                )
         # Tasks this worker can start at once are stored already claimed by it: one round trip
         # from add_task to the task running, instead of an insert, a wake-up and a claim.
         mine = [n for n in new if n.queue in self.queues and n.run_after is None]
@@ -414,18 +407,47 @@ class AsyncTaskWorker:
         for task in mine[:reserved]:
             task.claimed_by = self.worker_id
         try:
-            ids = await self._db.run(store.add_tasks, new)
+            # One trip to the database thread: cache lookup, queue-size check, INSERT. A task
+            # found in the cache is inserted completed (its claimed_by cleared): it never runs.
+            ids = await self._db.run(caching.add_tasks, new, self.cache, self._check_queue_size)
         except BaseException:
             self._pool.unreserve(reserved)
             raise
-        if reserved:
-            by_task = {id(task): task_id for task, task_id in zip(new, ids, strict=True)}
-            self._pool.start_reserved([_claimed(by_task[id(task)], task) for task in mine[:reserved]])
-        if len(mine) > reserved:
+        started = [task for task in mine[:reserved] if task.claimed_by is not None]
+        if len(started) < reserved:
+            self._pool.unreserve(reserved - len(started))
+        by_task = {id(task): task_id for task, task_id in zip(new, ids, strict=True)}
+        if started:
+            self._pool.start_reserved([_claimed(by_task[id(task)], task) for task in started])
+        for task in new:
+            if task.cached_result_json is not None:
+                self._completed_from_cache(by_task[id(task)], task.cached_result_json)
+        queued = [n for n in new if n.cached_result_json is None]
+        if any(n.claimed_by is None and n.queue in self.queues and n.run_after is None for n in queued):
             self._pool.wake()
-        wakeup.notify({n.queue for n in new} - set(self.queues))
-        await wakeup.abroadcast(queues={n.queue for n in new if n.claimed_by is None})
+        if queued:
+            wakeup.notify({n.queue for n in queued} - set(self.queues))
+            await wakeup.abroadcast(queues={n.queue for n in queued if n.claimed_by is None})
         return ids
+
+    def _check_queue_size(self, new: Sequence[submit.NewTask]) -> None:
+        """Refuse tasks past ``max_queue_size`` (run on the database thread, before the INSERT).
+
+        Tasks completed from the cache do not count: they never queue.
+        """
+        queued = sum(1 for n in new if n.cached_result_json is None)
+        if self.max_queue_size is None or not queued:
+            return
+        pending = store.count_pending()
+        if pending + queued > self.max_queue_size:
+            raise QueueFullError(
+                f"{pending} tasks are pending and max_queue_size is {self.max_queue_size}; "
+                f"{queued} more do not fit. Wait for tasks to finish or raise max_queue_size."
+            )
+
+    def _completed_from_cache(self, task_id: str, result_json: str) -> None:
+        """A task this worker stored completed from the cache: resolve its future now."""
+        self._futures.completed_at_add(task_id, result_json)
 
     # --- reading --------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ synchronous; a backend with ``blocking = True`` (database, network) is called fr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -26,9 +27,20 @@ class CacheBackend(Protocol):
 
     #: True when calls block on I/O: the adapter then runs them in a thread.
     blocking: bool
+    #: True when entries live in the task database: adding tasks then looks their keys up
+    #: and inserts them in one transaction.
+    in_task_database: bool
 
     def get(self, key: str) -> bytes | None:
         """Return the entry's bytes and mark it as just read, or None if missing or expired."""
+        ...
+
+    def read_many(self, lookups: Sequence[tuple[str, str | None]], ttl: float | None) -> dict[str, bytes]:
+        """Return the present, unexpired entries among the ``(key, entry_id)`` pairs' keys, by key.
+
+        As ``get`` and then ``map_entry_id`` for each hit, batched where the store allows (the
+        database: one transaction; Redis: one MGET): adding many tasks looks them up at once.
+        """
         ...
 
     def set(self, key: str, value: bytes, ttl: float | None, task_type: str, entry_id: str | None) -> None:

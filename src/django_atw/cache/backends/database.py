@@ -7,6 +7,7 @@ All cache-entry SQL lives here. A hit is one statement: an UPDATE that refreshes
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import timedelta
 
 from django.db import IntegrityError, connection, transaction
@@ -16,6 +17,8 @@ from ...models import CacheEntry, CacheTaskKey
 from . import base
 
 TABLE = CacheEntry._meta.db_table
+# Keys one ``read_many`` statement looks up: well under SQLite's bound-parameter limit.
+GET_MANY_CHUNK = 500
 
 
 class DatabaseBackend:
@@ -28,6 +31,7 @@ class DatabaseBackend:
     """
 
     blocking = True
+    in_task_database = True
 
     def __init__(self, max_size: int | None = 1000) -> None:
         self.max_size = max_size
@@ -45,6 +49,27 @@ class DatabaseBackend:
             )
             row = cursor.fetchone()
         return bytes(row[0]) if row is not None else None
+
+    def read_many(self, lookups: Sequence[tuple[str, str | None]], ttl: float | None) -> dict[str, bytes]:
+        """One transaction: an UPDATE as in ``get`` for all keys (per chunk), one mapping upsert."""
+        stamp = connection.ops.adapt_datetimefield_value(base.now())
+        quoted = connection.ops.quote_name("key")
+        found: dict[str, bytes] = {}
+        unique = list(dict.fromkeys(key for key, _ in lookups))
+        with transaction.atomic(), connection.cursor() as cursor:
+            for start in range(0, len(unique), GET_MANY_CHUNK):
+                chunk = unique[start : start + GET_MANY_CHUNK]
+                cursor.execute(
+                    f"UPDATE {TABLE} SET last_accessed = %s, hits = hits + 1 "
+                    f"WHERE {quoted} IN ({', '.join(['%s'] * len(chunk))}) "
+                    f"AND (expires_at IS NULL OR expires_at > %s) RETURNING {quoted}, value",
+                    [stamp, *chunk, stamp],
+                )
+                found.update((key, bytes(value)) for key, value in cursor.fetchall())
+            pairs = [(entry_id, key) for key, entry_id in lookups if key in found and entry_id is not None]
+            if pairs:
+                self._map_entry_ids(pairs)
+        return found
 
     def set(self, key: str, value: bytes, ttl: float | None, task_type: str, entry_id: str | None) -> None:
         now = base.now()
@@ -103,8 +128,14 @@ class DatabaseBackend:
             self._estimate = 0
 
     def map_entry_id(self, entry_id: str, key: str, ttl: float | None) -> None:
+        self._map_entry_ids([(entry_id, key)])
+
+    def _map_entry_ids(self, pairs: Sequence[tuple[str, str]]) -> None:
+        now = base.now()
+        # One row per entry id (the last mapping wins), as the upsert needs.
+        latest = {entry_id[:255]: key for entry_id, key in pairs}
         CacheTaskKey.objects.bulk_create(
-            [CacheTaskKey(entry_id=entry_id[:255], key=key, created_at=base.now())],
+            [CacheTaskKey(entry_id=entry_id, key=key, created_at=now) for entry_id, key in latest.items()],
             update_conflicts=True,
             unique_fields=["entry_id"],
             update_fields=["key", "created_at"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
@@ -35,6 +36,7 @@ class DjangoCacheBackend:
     """
 
     blocking = True
+    in_task_database = False
 
     def __init__(self, alias: str = "atw", max_size: int | None = 1000) -> None:
         if alias not in settings.CACHES:
@@ -72,6 +74,23 @@ class DjangoCacheBackend:
         self._evict(self._touch(key))
         return bytes(value)
 
+    def read_many(self, lookups: Sequence[tuple[str, str | None]], ttl: float | None) -> dict[str, bytes]:
+        by_hash = {_hashed(_ENTRY_PREFIX, key): key for key, _ in lookups}
+        stored = self._cache.get_many(list(by_hash))  # one MGET on Redis
+        found = {by_hash[hashed]: bytes(value) for hashed, value in stored.items() if value is not None}
+        with self._lock:
+            for key in by_hash.values():
+                if key not in found:
+                    self._recent.pop(key, None)
+        evict: list[str] = []
+        for key in found:
+            evict += self._touch(key)
+        self._evict(evict)
+        pairs = [(entry_id, key) for key, entry_id in lookups if key in found and entry_id is not None]
+        if pairs:
+            self._map_entry_ids(pairs, ttl)
+        return found
+
     def set(self, key: str, value: bytes, ttl: float | None, task_type: str, entry_id: str | None) -> None:
         self._cache.set(_hashed(_ENTRY_PREFIX, key), value, timeout=ttl or None)
         self._evict(self._touch(key))
@@ -95,6 +114,12 @@ class DjangoCacheBackend:
         self._cache.set(_hashed(_MAP_PREFIX, entry_id), key, timeout=ttl or None)
         with self._lock:
             self._mapping[entry_id] = key
+
+    def _map_entry_ids(self, pairs: Sequence[tuple[str, str]], ttl: float | None) -> None:
+        hashed = {_hashed(_MAP_PREFIX, entry_id): key for entry_id, key in pairs}
+        self._cache.set_many(hashed, timeout=ttl or None)
+        with self._lock:
+            self._mapping.update(pairs)
 
     def key_for(self, entry_id: str) -> str | None:
         key = self._cache.get(_hashed(_MAP_PREFIX, entry_id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 
 from . import base
 
@@ -16,6 +17,7 @@ class MemoryBackend:
     """
 
     blocking = False
+    in_task_database = False
 
     def __init__(self, max_size: int | None = 1000) -> None:
         self.max_size = max_size
@@ -34,6 +36,16 @@ class MemoryBackend:
                 return None
             self._entries.move_to_end(key)
             return value
+
+    def read_many(self, lookups: Sequence[tuple[str, str | None]], ttl: float | None) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for key, entry_id in lookups:
+            value = found.get(key) or self.get(key)
+            if value is not None:
+                found[key] = value
+                if entry_id is not None:
+                    self.map_entry_id(entry_id, key, ttl)
+        return found
 
     def set(self, key: str, value: bytes, ttl: float | None, task_type: str, entry_id: str | None) -> None:
         expires = base.now().timestamp() + ttl if ttl else None
