@@ -270,13 +270,14 @@ async def test_a_duplicate_runs_itself_when_the_first_run_is_cancelled(make_work
 
 async def test_a_duplicate_in_another_worker_joins_through_the_database(make_worker):
     """Two workers keep separate in-process state, so the second finds the first in the database."""
-    one = await make_worker(cache_enabled=True, worker_poll_interval=0.05)
-    two = await make_worker(cache_enabled=True, worker_poll_interval=0.05)
+    # Separate queues, so each task runs in the worker the test means (either may claim otherwise).
+    one = await make_worker(cache_enabled=True, worker_poll_interval=0.05, queues=["one"])
+    two = await make_worker(cache_enabled=True, worker_poll_interval=0.05, queues=["two"])
     first = await one.add_task(cache_tasks.gated, "remote")
     await cache_tasks.started_event("remote").wait()
     second = await two.add_task(cache_tasks.gated, "remote")
-    assert second in two.running_task_ids()
-    await wait_until(lambda: aget_task_info(second), lambda info: info.status == TaskStatus.RUNNING)
+    running = await wait_until(lambda: aget_task_info(second), lambda info: info.status == TaskStatus.RUNNING)
+    assert running.worker_id == two.worker_id
     cache_tasks.gate("remote").set()
     assert await (await two.get_task_future(second)) == "remote done"
     assert (await aget_task_info(second)).from_cache is True
