@@ -112,6 +112,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, help=f"Markdown report (default {DEFAULT_OUTPUT})")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--profile", choices=DATABASES, help="profile the drain on this database and exit")
+    worker_modes = ("original", *DATABASES, *(f"scale-{name}" for name in SYSTEMS))
+    parser.add_argument("--worker-mode", choices=worker_modes, help=argparse.SUPPRESS)
     parser.add_argument("--live", action="store_true", help="run benchmarks/live.py (live progress) instead")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
