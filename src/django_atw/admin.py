@@ -30,6 +30,7 @@ from .engine import wakeup
 from .exceptions import TaskDefinitionError
 from .models import ApiToken, CacheEntry, TaskRecord, WorkerProcess
 from .status import TaskStatus
+from .values import NewTask
 
 if TYPE_CHECKING:
     TaskAdminBase = admin.ModelAdmin[TaskRecord]
@@ -249,7 +250,7 @@ class TaskRecordAdmin(TaskAdminBase):
     def rerun_tasks(self, request: HttpRequest, queryset: QuerySet[TaskRecord]) -> None:
         """Add a new task per selected row (oldest first, so their relative order holds)."""
         fields = ("task_type", "args", "kwargs", "metadata", "priority", "queue", "timeout")
-        new: list[submit.NewTask] = []
+        new: list[NewTask] = []
         refused: list[str] = []
         for row in queryset.order_by("created_at").values(*fields):
             try:

@@ -31,7 +31,7 @@ from django.utils import timezone
 from . import store
 from .engine.db import DatabaseThread
 from .status import TaskStatus
-from .store import ClaimedTask, Outcome
+from .values import ClaimedTask, Outcome
 
 logger = logging.getLogger(__name__)
 

@@ -15,15 +15,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from .exceptions import TaskDefinitionError
+from .values import DEFAULT_MAX_ATTEMPTS
 
 logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
 TaskFunction = Callable[..., Awaitable[Any]]
-
-# Runs a task gets unless its type says otherwise: one try and two retries.
-DEFAULT_MAX_ATTEMPTS = 3
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

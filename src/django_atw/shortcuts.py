@@ -18,6 +18,7 @@ from .conf import get_settings
 from .engine import caching, wakeup
 from .exceptions import TaskArgumentError
 from .status import TaskInfo, TaskStatus
+from .values import NewTask
 
 
 def enqueue(
@@ -95,7 +96,7 @@ def enqueue_many(
 
 
 def _assign_cache_keys(
-    new: list[submit.NewTask], cache_key_fn: Callable[..., str] | None
+    new: list[NewTask], cache_key_fn: Callable[..., str] | None
 ) -> AsyncCacheAdapter | None:
     """Store cache keys as a worker's add_task would; return the adapter (None: caching off).
 

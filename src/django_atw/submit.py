@@ -7,7 +7,6 @@ puts the error where the mistake is instead of in a worker log.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -17,6 +16,7 @@ from django.utils import timezone
 
 from . import registry
 from .exceptions import TaskArgumentError, TaskDefinitionError
+from .values import NewTask
 
 # The options add_task takes beside the task's own arguments. A task cannot have a keyword
 # argument with one of these names (the original library has the same rule).
@@ -27,34 +27,6 @@ OPTION_NAMES = frozenset(
     }
 )  # fmt: skip
 MAX_TASK_ID_LENGTH = 255
-
-
-@dataclasses.dataclass(slots=True)
-class NewTask:
-    """A validated task, ready for ``store.add_tasks``."""
-
-    id: str | None
-    task_type: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    metadata: dict[str, Any]
-    priority: int
-    queue: str
-    timeout: float | None
-    use_cache: bool | None
-    cache_ttl: int | None
-    created_by_id: int | None = None
-    created_at: datetime | None = None
-    max_attempts: int = registry.DEFAULT_MAX_ATTEMPTS
-    run_after: datetime | None = None
-    # Set by a running worker that starts the task itself as soon as it is stored (see
-    # AsyncTaskWorker._insert): the row is inserted already claimed by that worker.
-    claimed_by: str | None = None
-    # The result cache's key, computed when the task is added (empty: the cache is not used).
-    cache_key: str = ""
-    # A result found in the cache when the task was added (JSON text): the row is inserted
-    # already completed from the cache, never claimed or run (see engine/caching.py).
-    cached_result_json: str | None = None
 
 
 def check_json(value: Any, where: str) -> None:

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from django_atw import aenqueue, store
 from django_atw.models import TaskRecord
-from django_atw.submit import NewTask
+from django_atw.values import NewTask
 from tests.api.conftest import API
 
 pytestmark = pytest.mark.django_db(transaction=True)

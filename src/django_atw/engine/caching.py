@@ -16,8 +16,7 @@ from ..cache import AsyncCacheAdapter
 from ..cache.keys import KeyFunction
 from ..models import new_task_id
 from ..status import TaskStatus
-from ..store import ClaimedTask
-from ..submit import NewTask
+from ..values import ClaimedTask, NewTask
 from .db import DatabaseThread
 
 logger = logging.getLogger(__name__)

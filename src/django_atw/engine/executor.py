@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from .. import registry
 from ..status import TaskStatus
-from ..store import ClaimedTask, Outcome
+from ..values import ClaimedTask, Outcome
 from .caching import cached_result_json
 from .futures import TIMEOUT_ERROR_TYPE
 

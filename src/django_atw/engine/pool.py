@@ -14,7 +14,7 @@ from django.utils import timezone
 from .. import registry, store
 from ..exceptions import TaskTimeoutError
 from ..status import TaskStatus
-from ..store import ClaimedTask, Outcome
+from ..values import ClaimedTask, Outcome
 from .db import DatabaseThread
 from .executor import TaskExecutor
 from .futures import CANCEL_ERROR_TYPE, TIMEOUT_ERROR_TYPE

@@ -25,7 +25,7 @@ from ..conf import get_settings
 from ..exceptions import QueueFullError, TaskArgumentError
 from ..shortcuts import check_list_filters
 from ..status import TaskInfo, TaskStatus
-from ..store import Outcome
+from ..values import NewTask, Outcome
 from . import caching, wakeup
 from .caching import ResultCache, assign_cache_keys
 from .db import DatabaseThread
@@ -398,7 +398,7 @@ class AsyncTaskWorker:
             self.max_workers,
         )
 
-    async def _insert(self, new: list[submit.NewTask]) -> list[str]:
+    async def _insert(self, new: list[NewTask]) -> list[str]:
         assert self._db is not None and self._pool is not None
         # Tasks this worker can start at once are stored already claimed by it: one round trip
         # from add_task to the task running, instead of an insert, a wake-up and a claim.
@@ -430,7 +430,7 @@ class AsyncTaskWorker:
             await wakeup.abroadcast(queues={n.queue for n in queued if n.claimed_by is None})
         return ids
 
-    def _check_queue_size(self, new: Sequence[submit.NewTask]) -> None:
+    def _check_queue_size(self, new: Sequence[NewTask]) -> None:
         """Refuse tasks past ``max_queue_size`` (run on the database thread, before the INSERT).
 
         Tasks completed from the cache do not count: they never queue.
@@ -642,7 +642,7 @@ class AsyncTaskWorker:
             )
 
 
-def _claimed(task_id: str, task: submit.NewTask) -> store.ClaimedTask:
+def _claimed(task_id: str, task: NewTask) -> store.ClaimedTask:
     """The claim of a task this worker stored as its own; arguments as a claim would read them."""
     args, kwargs = json.loads(json.dumps([task.args, task.kwargs]))
     return store.ClaimedTask(

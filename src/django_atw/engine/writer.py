@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from .. import store
-from ..store import Outcome
+from ..values import Outcome
 from .db import DatabaseThread
 from .executor import ProgressTracker
 

@@ -1,0 +1,243 @@
+"""Claiming pending tasks and writing what became of them: the worker's hot path.
+
+Both run once per batch, not per task: one statement claims up to a batch of rows, one
+statement per kind of outcome stores a batch of results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from ..status import TaskStatus
+from ..values import ClaimedTask, Outcome
+from ._vendor import TABLE, WORKER_TABLE, decode_json, is_postgres, placeholders
+
+
+def claim_batch(worker_id: str, queues: Sequence[str], limit: int) -> list[ClaimedTask]:
+    """Mark up to ``limit`` pending tasks as running for ``worker_id`` and return them.
+
+    One statement, so one transaction. On PostgreSQL, SKIP LOCKED lets workers claim side by
+    side instead of queueing on each other's row locks. SQLite has a single writer: the
+    statement holds the write lock from its read to its write (with WAL a concurrent commit
+    makes it fail with SQLITE_BUSY, never claim twice). Returned in (priority, created_at) order.
+    Tasks deferred (``run_after``) to later are skipped. A worker whose row is marked stopped (its
+    lease expired) claims nothing: its claims would be orphans that others reap at once.
+    """
+    now = timezone.now()
+    queue_match = "queue = %s" if len(queues) == 1 else f"queue IN ({placeholders(queues)})"
+    pick = (
+        f"SELECT id FROM {TABLE} WHERE status = 'pending' AND {queue_match} "
+        "AND (run_after IS NULL OR run_after <= %s) "
+        f"AND EXISTS (SELECT 1 FROM {WORKER_TABLE} WHERE id = %s AND stopped_at IS NULL) "
+        "ORDER BY priority, created_at LIMIT %s"
+    )
+    assign = (
+        "SET status = 'running', worker_id = %s, started_at = %s, updated_at = %s, "
+        "attempts = attempts + 1, progress = 0"
+    )
+    columns = (
+        "id", "task_type", "args", "kwargs", "timeout", "priority", "created_at", "attempts", "max_attempts",
+        "cache_key", "cache_ttl",
+    )  # fmt: skip
+    params: list[str | int | datetime]
+    postgres = is_postgres()
+    if postgres:
+        # A CTE, not "id IN (subquery)": PostgreSQL may re-run a LIMIT ... SKIP LOCKED subquery
+        # inside a semi-join and return more rows than the limit. A locking CTE runs once.
+        # RETURNING has no order: the outer SELECT sorts, and leaves created_at out (parsing a
+        # timestamp per row only to sort by it cost more than the sort).
+        selected = ", ".join(c if c != "created_at" else "NULL" for c in columns)
+        sql = (
+            f"WITH picked AS ({pick} FOR UPDATE SKIP LOCKED), "
+            f"claimed AS (UPDATE {TABLE} AS t {assign} FROM picked WHERE t.id = picked.id "
+            f"RETURNING {', '.join('t.' + c for c in columns)}) "
+            f"SELECT {selected} FROM claimed ORDER BY priority, created_at"
+        )
+        params = [*queues, now, worker_id, limit, worker_id, now, now]
+    else:
+        sql = (
+            f"UPDATE {TABLE} {assign} WHERE status = 'pending' AND id IN ({pick}) "
+            f"RETURNING {', '.join(columns)}"
+        )
+        params = [worker_id, now, now, *queues, now, worker_id, limit]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    claimed = [
+        ClaimedTask(
+            row[0],
+            row[1],
+            decode_json(row[2]),
+            decode_json(row[3]),
+            row[4],
+            row[5],
+            row[6],
+            row[7],
+            row[8],
+            row[9],
+            row[10],
+        )
+        for row in rows
+    ]
+    if not postgres:
+        # RETURNING gives no order guarantee; run in queue order.
+        claimed.sort(key=lambda c: (c.priority, c.created_at))
+    return claimed
+
+
+_OUTCOME_COLUMNS = (
+    "id", "attempts", "status", "progress", "result", "error", "error_type", "traceback", "completed_at",
+    "from_cache",
+)  # fmt: skip
+_OUTCOME_TYPES = (
+    "text", "integer", "text", "double precision", "jsonb", "text", "text", "text", "timestamptz",
+    "boolean",
+)  # fmt: skip
+
+
+# The columns every plain completion sets to the same values (see _is_plain_completion).
+_PLAIN_COMPLETION = (
+    f"status = '{TaskStatus.COMPLETED.value}', progress = 1, error = '', error_type = '', "
+    "traceback = '', from_cache = FALSE, "
+)
+
+
+def _is_plain_completion(outcome: Outcome) -> bool:
+    """Whether ``outcome`` is a completion whose other columns are ``_PLAIN_COMPLETION``'s."""
+    return (
+        outcome.status is TaskStatus.COMPLETED
+        and outcome.progress == 1.0
+        and not outcome.from_cache
+        and not outcome.error
+        and not outcome.error_type
+        and not outcome.traceback
+    )
+
+
+def write_batch(worker_id: str, progress: Sequence[tuple[str, float]], outcomes: Sequence[Outcome]) -> None:
+    """Store progress values and final outcomes of this worker's running tasks in one transaction.
+
+    Each row is updated only while it is still running under ``worker_id`` (and, for outcomes,
+    in the same attempt), so a worker that lost a task (cancelled elsewhere, or reclaimed after
+    its lease, even by itself) never overwrites it. Retries go back to pending in the same
+    transaction (on PostgreSQL with a NOTIFY when they are due at once).
+    On PostgreSQL each kind is one ``UPDATE ... FROM (VALUES ...)`` statement: a round trip per
+    row would cost more than the tasks themselves. SQLite has no network: ``executemany``.
+    """
+    now = timezone.now()
+    progress_rows = [(task_id, value) for task_id, value in progress]
+    # Most outcomes are plain completions: they travel as four columns, the rest as constants,
+    # which halves what the driver quotes and the server unpacks per row.
+    plain = [o for o in outcomes if _is_plain_completion(o)]
+    plain_rows = [(o.task_id, o.attempt, o.result_json, o.completed_at or now) for o in plain]
+    if plain:
+        outcomes = [o for o in outcomes if not _is_plain_completion(o)]
+    outcome_rows = [
+        (
+            o.task_id,
+            o.attempt,
+            o.status.value,
+            o.progress,
+            o.result_json,
+            o.error,
+            o.error_type,
+            o.traceback,
+            o.completed_at or now,
+            o.from_cache,
+        )
+        for o in outcomes
+        if o.status is not TaskStatus.PENDING
+    ]
+    retry_rows = [
+        (o.task_id, o.attempt, o.error, o.error_type, o.traceback, o.run_after or now)
+        for o in outcomes
+        if o.status is TaskStatus.PENDING
+    ]
+    statements = sum(1 for rows in (progress_rows, plain_rows, outcome_rows, retry_rows) if rows)
+    # One statement is atomic on its own: no BEGIN and COMMIT round trips around it.
+    atomic = transaction.atomic() if statements > 1 else contextlib.nullcontext()
+    with atomic, connection.cursor() as cursor:
+        if progress_rows:
+            _update_running(
+                cursor, worker_id, now, ("id", "progress"), ("text", "double precision"), progress_rows
+            )
+        if plain_rows:
+            _update_running(
+                cursor,
+                worker_id,
+                now,
+                ("id", "attempts", "result", "completed_at"),
+                ("text", "integer", "jsonb", "timestamptz"),
+                plain_rows,
+                fixed=_PLAIN_COMPLETION,
+            )
+        if outcome_rows:
+            _update_running(
+                cursor,
+                worker_id,
+                now,
+                _OUTCOME_COLUMNS,
+                _OUTCOME_TYPES,
+                outcome_rows,
+            )
+        if retry_rows:
+            _update_running(
+                cursor,
+                worker_id,
+                now,
+                ("id", "attempts", "error", "error_type", "traceback", "run_after"),
+                ("text", "integer", "text", "text", "text", "timestamptz"),
+                retry_rows,
+                fixed="status = 'pending', worker_id = NULL, started_at = NULL, progress = 0, ",
+            )
+
+
+def _update_running(
+    cursor: Any,
+    worker_id: str,
+    now: datetime,
+    columns: Sequence[str],
+    pg_types: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    fixed: str = "",
+) -> None:
+    """Set ``columns[1:]`` of this worker's running rows, by id, from ``rows`` (id first).
+
+    An ``attempts`` column is a fence, not a value: the row must still be in that attempt
+    (0 skips the check). ``fixed`` is extra ``column = value, `` assignments for every row.
+    On PostgreSQL one statement with one array per column (``pg_types`` name their element
+    types): its text is the same for any number of rows, so the driver never re-parses it.
+    """
+    guard = "t.status = 'running' AND t.worker_id = %s"
+    fenced = "attempts" in columns
+    assigned = [column for column in columns[1:] if column != "attempts"]
+    if is_postgres():
+        if fenced:
+            guard += " AND (v.attempts = 0 OR t.attempts = v.attempts)"
+        assignments = ", ".join(f"{column} = v.{column}" for column in assigned)
+        arrays = ", ".join(f"%s::{kind}[]" for kind in pg_types)
+        cursor.execute(
+            f"UPDATE {TABLE} AS t SET {fixed}{assignments}, updated_at = %s "
+            f"FROM unnest({arrays}) AS v({', '.join(columns)}) WHERE t.id = v.id AND {guard}",
+            [now, *(list(column) for column in zip(*rows, strict=True)), worker_id],
+        )
+    else:
+        position = {column: index for index, column in enumerate(columns)}
+        if fenced:
+            guard += " AND (%s = 0 OR t.attempts = %s)"
+        assignments = ", ".join(f"{column} = %s" for column in assigned)
+        params = []
+        for row in rows:
+            values = [row[position[column]] for column in assigned]
+            fence = [row[position["attempts"]]] * 2 if fenced else []
+            params.append((*values, now, row[0], worker_id, *fence))
+        cursor.executemany(
+            f"UPDATE {TABLE} AS t SET {fixed}{assignments}, updated_at = %s WHERE t.id = %s AND {guard}",
+            params,
+        )

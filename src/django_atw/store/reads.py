@@ -1,0 +1,212 @@
+"""Reads of task rows: single tasks and lists for the Python API, pages and health for the HTTP
+API, and the rows live events are built from. Nothing here writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Q
+from django.utils import timezone
+
+from ..models import TaskRecord, WorkerProcess
+from ..status import TaskInfo, TaskStatus
+from ..values import Health, PageFilters
+from ._vendor import FINISHED
+
+# --- reading --------------------------------------------------------------------------------
+
+_INFO_FIELDS = (
+    "id",
+    "status",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "result",
+    "error",
+    "progress",
+    "metadata",
+    "from_cache",
+    "task_type",
+    "queue",
+    "priority",
+    "args",
+    "kwargs",
+    "error_type",
+    "attempts",
+    "timeout",
+    "worker_id",
+    "cancel_requested",
+    "max_attempts",
+    "run_after",
+)
+
+
+def _info(row: dict[str, Any]) -> TaskInfo:
+    row["status"] = TaskStatus(row["status"])
+    row["error"] = row["error"] or None
+    return TaskInfo(**row)
+
+
+def get_task(task_id: str) -> TaskInfo | None:
+    """Return one task's stored state, or None."""
+    row = TaskRecord.objects.filter(id=task_id).values(*_INFO_FIELDS).first()
+    return _info(row) if row is not None else None
+
+
+def get_tasks(task_ids: Iterable[str]) -> dict[str, TaskInfo]:
+    """Return the stored state of the named tasks that exist, by id."""
+    rows = TaskRecord.objects.filter(id__in=list(task_ids)).values(*_INFO_FIELDS)
+    return {row["id"]: _info(row) for row in rows}
+
+
+def list_tasks(
+    status: TaskStatus | str | None = None,
+    limit: int | None = None,
+    older_than: timedelta | None = None,
+) -> list[TaskInfo]:
+    """Return tasks newest first, optionally of one status, created before ``now - older_than``."""
+    qs = TaskRecord.objects.order_by("-created_at")
+    if status is not None:
+        qs = qs.filter(status=TaskStatus(status).value)
+    if older_than is not None:
+        qs = qs.filter(created_at__lt=timezone.now() - older_than)
+    if limit is not None:
+        qs = qs[:limit]
+    return [_info(row) for row in qs.values(*_INFO_FIELDS)]
+
+
+def finished_among(task_ids: Iterable[str]) -> dict[str, TaskInfo]:
+    """Return the named tasks that have finished (completed, failed or cancelled), by id."""
+    rows = TaskRecord.objects.filter(id__in=list(task_ids), status__in=FINISHED).values(*_INFO_FIELDS)
+    return {row["id"]: _info(row) for row in rows}
+
+
+# --- HTTP API: visibility, cursor pages, health -----------------------------------------------
+# Kept apart from the engine's queries above: these serve django_atw.api only.
+
+
+def get_visible_task(task_id: str, owner_id: int | None) -> TaskInfo | None:
+    """Return one task's state if it exists and, when ``owner_id`` is given, belongs to that user.
+
+    One query: a task of someone else answers None, exactly like an unknown id, so a caller
+    without the view permission cannot even learn that the id exists.
+    """
+    qs = TaskRecord.objects.filter(id=task_id)
+    if owner_id is not None:
+        qs = qs.filter(created_by_id=owner_id)
+    row = qs.values(*_INFO_FIELDS).first()
+    return _info(row) if row is not None else None
+
+
+def list_tasks_page(
+    filters: PageFilters, limit: int, after: tuple[datetime, str] | None = None
+) -> tuple[list[TaskInfo], tuple[datetime, str] | None]:
+    """Return up to ``limit`` tasks newest first, starting after the ``(created_at, id)`` key ``after``.
+
+    Keyset pagination over (created_at DESC, id DESC): the key of the last row returned is the
+    next page's start, so tasks added meanwhile (always newer) never shift a later page, and two
+    tasks created in the same microsecond are still told apart by id. Returns the page and the
+    key to continue from, or None when nothing follows. One query (it reads ``limit + 1`` rows).
+    """
+    qs = TaskRecord.objects.order_by("-created_at", "-id")
+    if filters.status is not None:
+        qs = qs.filter(status=filters.status.value)
+    if filters.task_type is not None:
+        qs = qs.filter(task_type=filters.task_type)
+    if filters.queue is not None:
+        qs = qs.filter(queue=filters.queue)
+    if filters.created_before is not None:
+        qs = qs.filter(created_at__lt=filters.created_before)
+    if filters.owner_id is not None:
+        qs = qs.filter(created_by_id=filters.owner_id)
+    if after is not None:
+        created_at, task_id = after
+        qs = qs.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=task_id))
+    rows = [_info(row) for row in qs.values(*_INFO_FIELDS)[: limit + 1]]
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], (last.created_at, last.id)
+
+
+def read_health(alive_since: datetime) -> Health:
+    """Count live workers (heartbeat after ``alive_since``, not stopping) and pending/running tasks.
+
+    Finished tasks are not counted: each count here is served by a partial index (claim and
+    running indexes), so a health probe stays cheap however many finished rows are kept.
+    """
+    workers = WorkerProcess.objects.filter(stopping=False, last_heartbeat__gte=alive_since).count()
+    pending = TaskRecord.objects.filter(status=TaskStatus.PENDING.value).count()
+    running = TaskRecord.objects.filter(status=TaskStatus.RUNNING.value).count()
+    return Health(workers_alive=workers, pending=pending, running=running)
+
+
+# --- live events ----------------------------------------------------------------------------
+
+# What a live event or a WebSocket snapshot says about a task, plus who owns it (for permission
+# checks), which worker runs it and when it last changed (to order events).
+EVENT_FIELDS = (
+    "id",
+    "task_type",
+    "queue",
+    "status",
+    "progress",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "error",
+    "result",
+    "from_cache",
+    "attempts",
+    "max_attempts",
+    "run_after",
+    "created_by_id",
+    "worker_id",
+    "updated_at",
+)
+
+
+def event_rows(task_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """Return the live-event fields of the named tasks that exist."""
+    ids = list(task_ids)
+    if not ids:
+        return []
+    return list(TaskRecord.objects.filter(id__in=ids).values(*EVENT_FIELDS))
+
+
+def changed_since(cutoff: datetime) -> list[dict[str, Any]]:
+    """Return the live-event fields of tasks changed after ``cutoff`` (for the relay).
+
+    Only unfinished tasks and tasks completed after ``cutoff`` can have changed, and each part
+    reads through an index (the partial pending and running indexes, the completion index),
+    so a poll costs little however many finished tasks are kept.
+    """
+    active = Q(status__in=[TaskStatus.PENDING.value, TaskStatus.RUNNING.value])
+    return list(
+        TaskRecord.objects.filter(active | Q(completed_at__gt=cutoff), updated_at__gt=cutoff)
+        .order_by("updated_at")
+        .values(*EVENT_FIELDS)
+    )
+
+
+def newest_event_rows(
+    *,
+    status: str | None = None,
+    task_type: str | None = None,
+    queue: str | None = None,
+    owner_id: Any = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Return the live-event fields of the ``limit`` newest tasks matching the filters."""
+    qs = TaskRecord.objects.order_by("-created_at")
+    if status is not None:
+        qs = qs.filter(status=status)
+    if task_type is not None:
+        qs = qs.filter(task_type=task_type)
+    if queue is not None:
+        qs = qs.filter(queue=queue)
+    if owner_id is not None:
+        qs = qs.filter(created_by_id=owner_id)
+    return list(qs.values(*EVENT_FIELDS)[:limit])

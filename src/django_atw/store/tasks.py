@@ -1,0 +1,318 @@
+"""Adding, cancelling, releasing and deleting task rows.
+
+Every function is synchronous (Django's ORM and transactions are); async callers run them in a
+thread. Each docstring names the transaction it takes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from ..exceptions import DuplicateTaskIdError
+from ..models import TaskRecord, new_task_id
+from ..status import TaskStatus
+from ..values import NewTask
+from ._vendor import CANCEL_CHANNEL, FINISHED, TABLE, TASK_ADDED_CHANNEL, is_postgres, notify
+
+# Rows deleted per statement by retention cleanup: small enough that no statement holds
+# SQLite's write lock for long, large enough that cleanup of a busy day takes few round trips.
+DELETE_BATCH = 1000
+
+_clock_lock = threading.Lock()
+_last_created_at: datetime | None = None
+
+
+def _creation_time() -> datetime:
+    """Return now, strictly later than the last value this process returned.
+
+    FIFO within a priority orders by ``created_at``; two tasks added in the same microsecond
+    (a bulk add always is) must still keep their order, so ties are broken by one microsecond.
+    """
+    global _last_created_at
+    now = timezone.now()
+    with _clock_lock:
+        if _last_created_at is not None and now <= _last_created_at:
+            now = _last_created_at + timedelta(microseconds=1)
+        _last_created_at = now
+    return now
+
+
+# --- adding ---------------------------------------------------------------------------------
+
+
+# Columns an INSERT sets from each new task; the rest take their model defaults (below).
+_INSERT_COLUMNS = (
+    "id",
+    "task_type",
+    "args",
+    "kwargs",
+    "metadata",
+    "priority",
+    "queue",
+    "timeout",
+    "use_cache",
+    "cache_ttl",
+    "created_by_id",
+    "created_at",
+    "status",
+    "worker_id",
+    "started_at",
+    "attempts",
+    "max_attempts",
+    "run_after",
+    "cache_key",
+    "progress",
+    "result",
+    "completed_at",
+    "from_cache",
+)
+_PG_ARRAY_TYPES = (
+    "text", "text", "jsonb", "jsonb", "jsonb", "integer", "text", "double precision", "boolean",
+    "integer", "integer", "timestamptz", "text", "text", "timestamptz", "integer", "integer",
+    "timestamptz", "text", "double precision", "jsonb", "timestamptz", "boolean",
+)  # fmt: skip
+_INSERT_DEFAULTS = (
+    ("error", "''"),
+    ("error_type", "''"),
+    ("traceback", "''"),
+    ("cancel_requested", "FALSE"),
+)
+
+
+def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
+    """Insert tasks with one INSERT statement, whatever their number, and return their ids in order.
+
+    One statement, so one transaction: a taken custom id raises ``DuplicateTaskIdError`` and
+    stores none. The rows travel as one array per column (PostgreSQL ``unnest``) or as one JSON
+    document (SQLite ``json_each``): the statement text never grows with the batch, and no model
+    instance is built per task (the ORM's bulk_create spent most of the time of a bulk add there).
+    A task with ``claimed_by`` set is stored running under that worker, its first attempt
+    begun: the worker that added it starts it without a claim round trip. On PostgreSQL the
+    same statement NOTIFYs the queues that got claimable tasks, so idle workers in other
+    processes wake on commit. A task with ``cached_result_json`` set is stored completed from
+    the cache (``from_cache``, progress 1.0, started and completed now): nothing claims it.
+    """
+    ids = [new.id or new_task_id() for new in new_tasks]
+    if len(set(ids)) != len(ids):
+        dup = next(task_id for index, task_id in enumerate(ids) if task_id in ids[:index])
+        raise DuplicateTaskIdError(f"task_id {dup!r} appears twice in one add_tasks call.", task_id=dup)
+    if not ids:
+        return ids
+    now = timezone.now()
+    rows: list[list[Any]] = [
+        _insert_row(task_id, new, now) for task_id, new in zip(ids, new_tasks, strict=True)
+    ]
+    columns = ", ".join((*_INSERT_COLUMNS, *(name for name, _ in _INSERT_DEFAULTS), "updated_at"))
+    defaults = ", ".join(value for _, value in _INSERT_DEFAULTS)
+    sql_params: list[Any]
+    if is_postgres():
+        for row in rows:
+            row[2:5] = [json.dumps(value) for value in row[2:5]]
+        arrays = ", ".join(f"%s::{kind}[]" for kind in _PG_ARRAY_TYPES)
+        sql = (
+            f"WITH added AS (INSERT INTO {TABLE} ({columns}) SELECT x.*, {defaults}, %s "
+            f"FROM unnest({arrays}) AS x({', '.join(_INSERT_COLUMNS)}) RETURNING queue, status) "
+            f"SELECT pg_notify('{TASK_ADDED_CHANNEL}', queue) "
+            "FROM (SELECT DISTINCT queue FROM added WHERE status = 'pending') AS q"
+        )
+        sql_params = [now, *(list(column) for column in zip(*rows, strict=True))]
+    else:
+        # json_extract gives JSON text for the nested arguments and plain values for the rest.
+        adapt = connection.ops.adapt_datetimefield_value
+        for row in rows:
+            row[11] = adapt(row[11])  # created_at
+            row[14] = adapt(row[14])  # started_at
+            row[17] = adapt(row[17])  # run_after
+            row[21] = adapt(row[21])  # completed_at
+        picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(_INSERT_COLUMNS)))
+        sql = f"INSERT INTO {TABLE} ({columns}) SELECT {picks}, {defaults}, %s FROM json_each(%s)"
+        sql_params = [adapt(now), json.dumps(rows)]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, sql_params)
+    except IntegrityError as exc:
+        taken = list(TaskRecord.objects.filter(id__in=ids).values_list("id", flat=True)[:5])
+        if not taken:
+            raise
+        raise DuplicateTaskIdError(
+            f"task_id {taken[0]!r} is already used by another task; pass a new id or none.", task_id=taken[0]
+        ) from exc
+    return ids
+
+
+def _insert_row(task_id: str, new: NewTask, now: datetime) -> list[Any]:
+    """One task's values, in ``_INSERT_COLUMNS`` order: pending, claimed, or completed from the cache."""
+    cached = new.cached_result_json is not None
+    if cached:
+        status = TaskStatus.COMPLETED.value
+    elif new.claimed_by:
+        status = TaskStatus.RUNNING.value
+    else:
+        status = TaskStatus.PENDING.value
+    return [
+        task_id,
+        new.task_type,
+        new.args,
+        new.kwargs,
+        new.metadata,
+        new.priority,
+        new.queue,
+        new.timeout,
+        new.use_cache,
+        new.cache_ttl,
+        new.created_by_id,
+        new.created_at or _creation_time(),
+        status,
+        None if cached else new.claimed_by,
+        now if cached or new.claimed_by else None,
+        1 if new.claimed_by and not cached else 0,
+        new.max_attempts,
+        new.run_after,
+        new.cache_key,
+        1.0 if cached else 0.0,
+        new.cached_result_json,  # JSON text, stored as is (NULL when not cached)
+        now if cached else None,
+        cached,
+    ]
+
+
+def count_pending(queues: Sequence[str] | None = None, *, ready_only: bool = False) -> int:
+    """Count pending tasks (all queues, or the named ones).
+
+    ``ready_only`` leaves out tasks deferred to later by ``run_after``, but not retries waiting
+    out their backoff: a worker draining a queue finishes what was started.
+    """
+    qs = TaskRecord.objects.filter(status=TaskStatus.PENDING.value)
+    if queues is not None:
+        qs = qs.filter(queue__in=list(queues))
+    if ready_only:
+        qs = qs.filter(Q(run_after__isnull=True) | Q(run_after__lte=timezone.now()) | Q(attempts__gt=0))
+    return qs.count()
+
+
+def release(worker_id: str, task_ids: Iterable[str]) -> int:
+    """Return this worker's unfinished running tasks to pending, as if never claimed.
+
+    Used by a graceful stop; the attempt is not counted, since the task did not fail.
+    One transaction; on PostgreSQL it NOTIFYs the queues, so another worker takes them at once.
+    """
+    ids = list(task_ids)
+    if not ids:
+        return 0
+    with transaction.atomic():
+        rows = TaskRecord.objects.filter(id__in=ids, status=TaskStatus.RUNNING.value, worker_id=worker_id)
+        queues = set(rows.values_list("queue", flat=True))
+        released = rows.update(
+            status=TaskStatus.PENDING.value,
+            worker=None,
+            started_at=None,
+            progress=0.0,
+            attempts=F("attempts") - 1,
+            updated_at=timezone.now(),
+        )
+        notify(TASK_ADDED_CHANNEL, queues)
+    return released
+
+
+# --- cancelling -----------------------------------------------------------------------------
+
+CANCELLED_PENDING = "cancelled"
+CANCEL_REQUESTED = "requested"
+NOT_CANCELLABLE = "not-cancellable"
+
+
+def cancel(task_id: str) -> tuple[str, str | None]:
+    """Cancel a pending task at once, or flag a running one for its worker.
+
+    Returns (``CANCELLED_PENDING``, None), (``CANCEL_REQUESTED``, worker_id) or
+    (``NOT_CANCELLABLE``, None) for an unknown or finished task. Each branch is one
+    conditional UPDATE, so a cancel racing a claim either wins or sees the task running.
+    """
+    now = timezone.now()
+    done = TaskRecord.objects.filter(id=task_id, status=TaskStatus.PENDING.value).update(
+        status=TaskStatus.CANCELLED.value,
+        error="Task cancelled before execution",
+        error_type="TaskCancellationError",
+        completed_at=now,
+        updated_at=now,
+    )
+    if done:
+        return CANCELLED_PENDING, None
+    flagged = TaskRecord.objects.filter(id=task_id, status=TaskStatus.RUNNING.value).update(
+        cancel_requested=True, updated_at=now
+    )
+    if flagged:
+        notify(CANCEL_CHANNEL, [task_id])
+        worker_id = TaskRecord.objects.filter(id=task_id).values_list("worker_id", flat=True).first()
+        return CANCEL_REQUESTED, worker_id
+    return NOT_CANCELLABLE, None
+
+
+def cancel_requested_among(worker_id: str, task_ids: Iterable[str]) -> list[str]:
+    """Return which of this worker's running tasks another process asked to cancel."""
+    ids = list(task_ids)
+    if not ids:
+        return []
+    return list(
+        TaskRecord.objects.filter(
+            id__in=ids, worker_id=worker_id, status=TaskStatus.RUNNING.value, cancel_requested=True
+        ).values_list("id", flat=True)
+    )
+
+
+# --- retention ------------------------------------------------------------------------------
+
+
+def delete_finished_before(
+    cutoff: datetime, batch_size: int = DELETE_BATCH, statuses: Sequence[str] = tuple(FINISHED)
+) -> int:
+    """Delete finished tasks (of ``statuses``) completed before ``cutoff`` in batches; return how many.
+
+    One short transaction per batch, so a large cleanup never holds a lock for long.
+    """
+    wanted = [TaskStatus(status).value for status in statuses if TaskStatus(status).value in FINISHED]
+    total = 0
+    while wanted:
+        done = TaskRecord.objects.filter(status__in=wanted, completed_at__lt=cutoff)
+        ids = list(done.values_list("id", flat=True)[:batch_size])
+        if not ids:
+            return total
+        deleted, _ = TaskRecord.objects.filter(id__in=ids, status__in=wanted).delete()
+        total += deleted
+        if len(ids) < batch_size:
+            return total
+    return total
+
+
+def queue_depths() -> dict[str, dict[str, int]]:
+    """Count tasks per queue and status: ``{queue: {status: count}}`` (one grouped scan)."""
+    depths: dict[str, dict[str, int]] = {}
+    for row in TaskRecord.objects.order_by().values("queue", "status").annotate(count=Count("id")):
+        depths.setdefault(row["queue"], {})[row["status"]] = row["count"]
+    return depths
+
+
+# --- result cache ---------------------------------------------------------------------------
+
+
+def first_running_with_cache_key(cache_key: str) -> str | None:
+    """Return the id of the running task with ``cache_key`` that started first (ties: lowest id).
+
+    Tasks with equal keys join the first one instead of running again. Every task waits on the
+    same first one, never on a later one, so waits can never form a cycle. One indexed read
+    (``atw_task_cache_key_idx`` holds running rows with a key only).
+    """
+    return (
+        TaskRecord.objects.filter(status=TaskStatus.RUNNING.value, cache_key=cache_key)
+        .order_by("started_at", "id")
+        .values_list("id", flat=True)
+        .first()
+    )

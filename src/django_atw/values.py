@@ -1,0 +1,115 @@
+"""Plain values passed between the add path, the store and the engine: no ORM, no I/O.
+
+They live apart from ``store`` so the engine and the realtime publisher can name them without
+importing any query.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+from .status import TaskStatus
+
+# Runs a task gets unless its @task(max_attempts=) says otherwise: one try and two retries.
+DEFAULT_MAX_ATTEMPTS = 3
+
+
+@dataclasses.dataclass(slots=True)
+class NewTask:
+    """A validated task, ready for ``store.add_tasks``."""
+
+    id: str | None
+    task_type: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    metadata: dict[str, Any]
+    priority: int
+    queue: str
+    timeout: float | None
+    use_cache: bool | None
+    cache_ttl: int | None
+    created_by_id: int | None = None
+    created_at: datetime | None = None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    run_after: datetime | None = None
+    # Set by a running worker that starts the task itself as soon as it is stored (see
+    # AsyncTaskWorker._insert): the row is inserted already claimed by that worker.
+    claimed_by: str | None = None
+    # The result cache's key, computed when the task is added (empty: the cache is not used).
+    cache_key: str = ""
+    # A result found in the cache when the task was added (JSON text): the row is inserted
+    # already completed from the cache, never claimed or run (see engine/caching.py).
+    cached_result_json: str | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class ClaimedTask:
+    """What a worker needs to run one claimed task."""
+
+    id: str
+    task_type: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    timeout: float | None
+    priority: int
+    created_at: Any
+    attempts: int
+    max_attempts: int = 3
+    # The result cache's key stored when the task was added ("": no caching) and its TTL.
+    cache_key: str = ""
+    cache_ttl: int | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class Outcome:
+    """How one run of a task ended, ready to be written.
+
+    ``status`` PENDING means a retry: the task goes back to the queue, not before ``run_after``.
+    ``attempt`` is the claim's attempt number; the write applies only while the row is still in
+    that attempt (0: unchecked), so a run whose lease expired never overwrites a later one.
+    """
+
+    task_id: str
+    status: TaskStatus
+    progress: float
+    result_json: str | None = None
+    error: str = ""
+    error_type: str = ""
+    traceback: str = ""
+    completed_at: datetime | None = None
+    attempt: int = 0
+    run_after: datetime | None = None
+    from_cache: bool = False
+    # The exception raised in this process, chained onto the future's error (never stored).
+    exception: BaseException | None = dataclasses.field(default=None, repr=False)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reaped:
+    """What lease recovery did: workers found dead, tasks returned to pending, tasks failed."""
+
+    workers: list[str]
+    requeued: list[str]
+    failed: list[str]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PageFilters:
+    """What a task listing may be narrowed by; None leaves a filter out."""
+
+    status: TaskStatus | None = None
+    task_type: str | None = None
+    queue: str | None = None
+    created_before: datetime | None = None
+    owner_id: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Health:
+    """What the health endpoint reports from the database."""
+
+    workers_alive: int
+    pending: int
+    running: int
