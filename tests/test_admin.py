@@ -12,9 +12,8 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.utils import timezone
 
-from django_atw import TaskStatus
+from django_atw import TaskStatus, enqueue
 from django_atw.models import TaskRecord, WorkerProcess
-from django_atw.shortcuts import enqueue
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.staticfiles import finders
 from django.test import Client
 
-from django_atw.shortcuts import enqueue
+from django_atw import enqueue
 
 pytestmark = pytest.mark.django_db
 

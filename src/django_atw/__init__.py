@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .adding import aenqueue, aenqueue_many, enqueue, enqueue_many
     from .cache import AsyncCacheAdapter, compose_key_functions, extract_key_component, key_component
     from .engine.worker import AsyncTaskWorker
     from .exceptions import (
@@ -29,13 +30,9 @@ if TYPE_CHECKING:
     from .registry import get_all_task_types, get_task_function, register_task, task
     from .shortcuts import (
         acancel_task,
-        aenqueue,
-        aenqueue_many,
         aget_all_tasks,
         aget_task_info,
         cancel_task,
-        enqueue,
-        enqueue_many,
         get_all_tasks,
         get_task_info,
     )
@@ -58,14 +55,14 @@ _LOCATIONS = {
     "TaskStatus": ".status",
     "TaskTimeoutError": ".exceptions",
     "acancel_task": ".shortcuts",
-    "aenqueue": ".shortcuts",
-    "aenqueue_many": ".shortcuts",
+    "aenqueue": ".adding",
+    "aenqueue_many": ".adding",
     "aget_all_tasks": ".shortcuts",
     "aget_task_info": ".shortcuts",
     "cancel_task": ".shortcuts",
     "compose_key_functions": ".cache",
-    "enqueue": ".shortcuts",
-    "enqueue_many": ".shortcuts",
+    "enqueue": ".adding",
+    "enqueue_many": ".adding",
     "extract_key_component": ".cache",
     "get_all_task_types": ".registry",
     "get_all_tasks": ".shortcuts",

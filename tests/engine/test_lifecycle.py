@@ -10,7 +10,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from django_atw import AsyncTaskWorker, TaskStatus, aenqueue, aenqueue_many, aget_task_info, store, submit
+from django_atw import AsyncTaskWorker, TaskStatus, aenqueue, aenqueue_many, aget_task_info, store, validation
 from django_atw.engine import pool, wakeup
 from django_atw.models import TaskRecord, WorkerProcess
 from tests.conftest import wait_until
@@ -196,7 +196,7 @@ async def test_a_task_committed_during_an_empty_claim_is_not_left_for_the_next_p
     def claim_then_add(worker_id: str, queues: list[str], limit: int) -> list[store.ClaimedTask]:
         claims = real_claim(worker_id, queues, limit)
         if not claims and not added:
-            added.extend(store.add_tasks([submit.build(tasks.echo, ["late"], {})]))
+            added.extend(store.add_tasks([validation.build(tasks.echo, ["late"], {})]))
             wakeup.notify(["default"])  # reaches the loop before this claim's empty result
         return claims
 

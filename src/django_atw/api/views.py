@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from pydantic import ValidationError
 
-from .. import registry, shortcuts, store
+from .. import adding, registry, shortcuts, store
 from ..conf import get_settings
 from ..engine import wakeup
 from ..engine.housekeeping import HEARTBEAT_INTERVAL
@@ -46,7 +46,7 @@ ALIVE_WINDOW = timedelta(seconds=3 * HEARTBEAT_INTERVAL)
 # could not be passed through it.
 _ENQUEUE_OPTIONS = frozenset(
     name
-    for name, param in inspect.signature(shortcuts.enqueue).parameters.items()
+    for name, param in inspect.signature(adding.enqueue).parameters.items()
     if param.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 )
 
@@ -131,7 +131,7 @@ async def submit_task(request: HttpRequest, caller: Caller) -> HttpResponse:
     if body.run_after is not None:
         options["run_after"] = body.run_after
     try:
-        task_id = await shortcuts.aenqueue(body.task_type, *body.args, **options, **body.params)
+        task_id = await adding.aenqueue(body.task_type, *body.args, **options, **body.params)
     except DuplicateTaskIdError as exc:
         raise ApiError(409, "duplicate_task_id", str(exc), field="task_id") from None
     except TaskDefinitionError as exc:

@@ -1,129 +1,25 @@
-"""The result cache on the task path: keys when a task is added, lookups and joins when it runs."""
+"""The result cache when a task runs: look it up, join an equal running task, store its result.
+
+Keys are computed and looked up when a task is added: see ``cache/task_keys.py``.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
-
-from django.db import transaction
 
 from .. import store
 from ..cache import AsyncCacheAdapter
-from ..cache.keys import KeyFunction
-from ..models import new_task_id
 from ..status import TaskStatus
-from ..values import ClaimedTask, NewTask
+from ..values import ClaimedTask
 from .db import DatabaseThread
 
 logger = logging.getLogger(__name__)
 
 # What an in-process run tells the tasks that joined it: (succeeded, result).
 RunResult = tuple[bool, Any]
-
-
-def assign_cache_keys(
-    new_tasks: Sequence[NewTask],
-    adapter: AsyncCacheAdapter,
-    *,
-    enabled: bool,
-    cache_key_fn: KeyFunction | None = None,
-) -> None:
-    """Store the cache key on each task that will use the cache, in the adding process.
-
-    The cache applies when it is enabled globally (``enabled``, which wins over a per-task
-    ``use_cache=True``) and on the adapter (``temporarily_disabled`` turns it off), and the task
-    did not opt out with ``use_cache=False``. Computing the key here means the key function and
-    the metadata it reads never have to reach the worker: the worker reads the stored key.
-    A task without an id gets one now, so a key function can read its ``entry_id``.
-    """
-    if not enabled or not adapter.enabled:
-        return
-    for new in new_tasks:
-        if new.use_cache is False:
-            continue
-        if new.id is None:
-            new.id = new_task_id()
-        entry_id = adapter.generate_entry_id(new.task_type, new.id)
-        new.cache_key = adapter.make_key(
-            new.task_type, new.args, new.kwargs, cache_key_fn, entry_id, new.metadata
-        )
-
-
-def cached_result_json(value: Any) -> str | None:
-    """A cached value as the JSON text a task's result is stored as; None if it is not JSON.
-
-    Both ways a task completes from the cache (when it is added, when it runs) decide with
-    this: a value the result column cannot hold is a miss, and the task runs.
-    """
-    try:
-        return json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
-        return None
-
-
-def complete_from_cache(new: NewTask, result_json: str) -> None:
-    """Mark a task being added as completed from the cache: inserted completed, never run.
-
-    The one place an add-time hit is decided, for whatever must follow one (futures, events).
-    """
-    new.cached_result_json = result_json
-    new.claimed_by = None
-
-
-def _lookups(new_tasks: Sequence[NewTask], adapter: AsyncCacheAdapter) -> list[tuple[str, str | None]]:
-    """The ``(key, entry_id)`` pairs to look up when adding: tasks with a key that are due now.
-
-    A task deferred by ``run_after`` is looked up when it runs: the entry may change meanwhile.
-    """
-    return [
-        (new.cache_key, adapter.generate_entry_id(new.task_type, new.id))
-        for new in new_tasks
-        if new.cache_key and new.run_after is None and new.cached_result_json is None
-    ]
-
-
-def _apply_hits(new_tasks: Sequence[NewTask], values: dict[str, Any]) -> list[NewTask]:
-    hits = []
-    for new in new_tasks:
-        if new.cache_key in values and new.run_after is None:
-            result_json = cached_result_json(values[new.cache_key])
-            if result_json is not None:
-                complete_from_cache(new, result_json)
-                hits.append(new)
-    return hits
-
-
-def add_tasks(
-    new_tasks: Sequence[NewTask],
-    adapter: AsyncCacheAdapter | None,
-    check: Callable[[Sequence[NewTask]], None] | None = None,
-) -> list[str]:
-    """Look the keys ``assign_cache_keys`` gave up, mark the hits, insert all tasks; return ids.
-
-    The one way tasks with cache keys are stored (worker and ``enqueue`` alike); synchronous,
-    run on a database thread. All keys are read with one backend call; then ``check`` (the
-    queue-size limit, which hits do not count against) and the single INSERT of
-    ``store.add_tasks``. When the entries live in the task database, the lookup and the insert
-    share one transaction: one commit. A cache that fails is logged and every task runs (it is
-    looked up again then).
-    """
-    lookups = _lookups(new_tasks, adapter) if adapter is not None else []
-    together = bool(lookups) and adapter is not None and adapter.backend.in_task_database
-    with transaction.atomic() if together else contextlib.nullcontext():
-        if lookups and adapter is not None:
-            try:
-                values = adapter.read_entries(lookups)
-            except Exception:
-                logger.exception("cache lookup failed while adding %d tasks; they run", len(lookups))
-            else:
-                _apply_hits(new_tasks, values)
-        if check is not None:
-            check(new_tasks)
-        return store.add_tasks(new_tasks)
 
 
 class ResultCache:

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from django.utils import timezone
 
 from .. import registry
+from ..cache.task_keys import cached_result_json
 from ..status import TaskStatus
 from ..values import ClaimedTask, Outcome
-from .caching import cached_result_json
 from .futures import TIMEOUT_ERROR_TYPE
 
 if TYPE_CHECKING:

@@ -19,15 +19,14 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from django.utils import timezone
 
-from .. import events, registry, store, submit
+from .. import adding, events, registry, store, validation
 from ..cache import AsyncCacheAdapter
 from ..conf import get_settings
-from ..exceptions import QueueFullError, TaskArgumentError
 from ..shortcuts import check_list_filters
 from ..status import TaskInfo, TaskStatus
 from ..values import NewTask, Outcome
-from . import caching, wakeup
-from .caching import ResultCache, assign_cache_keys
+from . import wakeup
+from .caching import ResultCache
 from .db import DatabaseThread
 from .executor import ProgressTracker, TaskExecutor
 from .futures import TaskFutureManager, error_for
@@ -337,9 +336,7 @@ class AsyncTaskWorker:
         datetime or a timedelta from now) defers the task.
         """
         self._require_running("add_task")
-        if cache_key_fn is not None and not callable(cache_key_fn):
-            raise TaskArgumentError(f"cache_key_fn must be callable or None, got {cache_key_fn!r}.")
-        new = submit.build(
+        new = validation.build(
             task_func,
             args,
             kwargs,
@@ -353,8 +350,7 @@ class AsyncTaskWorker:
             default_queue=self.queues[0],
             run_after=run_after,
         )
-        assign_cache_keys([new], self.cache, enabled=self.cache_enabled, cache_key_fn=cache_key_fn)
-        (added,) = await self._insert([new])
+        (added,) = await self._insert([new], cache_key_fn)
         return added
 
     async def add_tasks(
@@ -374,7 +370,7 @@ class AsyncTaskWorker:
         arguments (wrap a lone dict argument in a tuple: ``(payload,)``). All or none are stored.
         """
         self._require_running("add_tasks")
-        new = submit.build_calls(
+        new = validation.build_calls(
             task_func,
             calls,
             priority=priority,
@@ -384,7 +380,6 @@ class AsyncTaskWorker:
             default_queue=self.queues[0],
             run_after=run_after,
         )
-        assign_cache_keys(new, self.cache, enabled=self.cache_enabled)
         return await self._insert(new)
 
     async def _register(self) -> None:
@@ -398,18 +393,26 @@ class AsyncTaskWorker:
             self.max_workers,
         )
 
-    async def _insert(self, new: list[NewTask]) -> list[str]:
+    async def _insert(self, new: list[NewTask], cache_key_fn: Callable[..., str] | None = None) -> list[str]:
+        """Add tasks through the one add path, on this worker's database thread.
+
+        Tasks this worker can start at once are stored already claimed by it: one round trip
+        from add_task to the task running, instead of an insert, a wake-up and a claim.
+        """
         assert self._db is not None and self._pool is not None
-        # Tasks this worker can start at once are stored already claimed by it: one round trip
-        # from add_task to the task running, instead of an insert, a wake-up and a claim.
         mine = [n for n in new if n.queue in self.queues and n.run_after is None]
         reserved = self._pool.reserve(len(mine)) if mine else 0
         for task in mine[:reserved]:
             task.claimed_by = self.worker_id
         try:
-            # One trip to the database thread: cache lookup, queue-size check, INSERT. A task
-            # found in the cache is inserted completed (its claimed_by cleared): it never runs.
-            ids = await self._db.run(caching.add_tasks, new, self.cache, self._check_queue_size)
+            # A task found in the cache is inserted completed (its claimed_by cleared): it never runs.
+            ids = await self._db.run(
+                adding.add_new_tasks,
+                new,
+                cache=self.cache if self.cache_enabled else None,
+                cache_key_fn=cache_key_fn,
+                max_queue_size=self.max_queue_size,
+            )
         except BaseException:
             self._pool.unreserve(reserved)
             raise
@@ -421,33 +424,8 @@ class AsyncTaskWorker:
             self._pool.start_reserved([_claimed(by_task[id(task)], task) for task in started])
         for task in new:
             if task.cached_result_json is not None:
-                self._completed_from_cache(by_task[id(task)], task.cached_result_json)
-        queued = [n for n in new if n.cached_result_json is None]
-        if any(n.claimed_by is None and n.queue in self.queues and n.run_after is None for n in queued):
-            self._pool.wake()
-        if queued:
-            wakeup.notify({n.queue for n in queued} - set(self.queues))
-            await wakeup.abroadcast(queues={n.queue for n in queued if n.claimed_by is None})
+                self._futures.completed_at_add(by_task[id(task)], task.cached_result_json)
         return ids
-
-    def _check_queue_size(self, new: Sequence[NewTask]) -> None:
-        """Refuse tasks past ``max_queue_size`` (run on the database thread, before the INSERT).
-
-        Tasks completed from the cache do not count: they never queue.
-        """
-        queued = sum(1 for n in new if n.cached_result_json is None)
-        if self.max_queue_size is None or not queued:
-            return
-        pending = store.count_pending()
-        if pending + queued > self.max_queue_size:
-            raise QueueFullError(
-                f"{pending} tasks are pending and max_queue_size is {self.max_queue_size}; "
-                f"{queued} more do not fit. Wait for tasks to finish or raise max_queue_size."
-            )
-
-    def _completed_from_cache(self, task_id: str, result_json: str) -> None:
-        """A task this worker stored completed from the cache: resolve its future now."""
-        self._futures.completed_at_add(task_id, result_json)
 
     # --- reading --------------------------------------------------------------------------
 

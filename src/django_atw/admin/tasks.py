@@ -1,7 +1,7 @@
-"""Admin for tasks and workers: a read-only window on the queue, plus cancel and run-again actions.
+"""The task admin: a read-only window on the queue, live bars, and cancel and run-again actions.
 
-Task rows are written only by ``store``; the admin never saves a task form, so a stale page can
-never overwrite what a worker wrote meanwhile.
+Task rows are written only by ``store`` and ``adding``; the admin never saves a task form, so a
+stale page can never overwrite what a worker wrote meanwhile.
 """
 
 from __future__ import annotations
@@ -18,26 +18,21 @@ from django.db.models import Q, QuerySet
 from django.forms import Script
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import smart_split, unescape_string_literal
 
-from . import registry, shortcuts, store, submit
-from .cache.backends import base as cache_clock
-from .cache.backends import database as cache_db
-from .engine import wakeup
-from .exceptions import TaskDefinitionError
-from .models import ApiToken, CacheEntry, TaskRecord, WorkerProcess
-from .status import TaskStatus
-from .values import NewTask
+from .. import adding, registry, shortcuts, validation
+from ..exceptions import QueueFullError, TaskDefinitionError
+from ..models import TaskRecord
+from ..status import TaskStatus
+from ..values import NewTask
+from ._format import plural
 
 if TYPE_CHECKING:
     TaskAdminBase = admin.ModelAdmin[TaskRecord]
-    WorkerAdminBase = admin.ModelAdmin[WorkerProcess]
-    CacheEntryAdminBase = admin.ModelAdmin[CacheEntry]
 else:
-    TaskAdminBase = WorkerAdminBase = CacheEntryAdminBase = admin.ModelAdmin
+    TaskAdminBase = admin.ModelAdmin
 
 # Columns the list never shows and that can hold megabytes (results, tracebacks).
 LIST_DEFERRED = ("args", "kwargs", "metadata", "result", "error", "traceback")
@@ -59,10 +54,6 @@ DETAIL_FIELDS: dict[str | None, tuple[str, ...]] = {
     "Execution": ("worker_link", "created_by", "timeout", "cancel_requested"),
     "Cache": ("use_cache", "cache_ttl", "cache_key"),
 }
-
-
-def _plural(count: int, noun: str = "task") -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _pretty_json(value: Any) -> SafeString:
@@ -238,11 +229,11 @@ class TaskRecordAdmin(TaskAdminBase):
                 cancelled += 1
         parts = []
         if cancelled:
-            parts.append(f"Cancelled {_plural(cancelled)}.")
+            parts.append(f"Cancelled {plural(cancelled)}.")
         if requested:
-            parts.append(f"Asked the workers of {_plural(requested, 'running task')} to cancel.")
+            parts.append(f"Asked the workers of {plural(requested, 'running task')} to cancel.")
         if finished:
-            parts.append(f"{_plural(finished)} had already finished and could not be cancelled.")
+            parts.append(f"{plural(finished)} had already finished and could not be cancelled.")
         level = messages.WARNING if finished else messages.SUCCESS
         self.message_user(request, " ".join(parts) or "No tasks selected.", level)
 
@@ -255,7 +246,7 @@ class TaskRecordAdmin(TaskAdminBase):
         for row in queryset.order_by("created_at").values(*fields):
             try:
                 new.append(
-                    submit.build(
+                    validation.build(
                         row["task_type"],
                         row["args"],
                         row["kwargs"],
@@ -269,114 +260,13 @@ class TaskRecordAdmin(TaskAdminBase):
             except TaskDefinitionError as exc:
                 refused.append(str(exc))
         if new:
-            store.add_tasks(new)
-            wakeup.notify({task.queue for task in new})
-            self.message_user(request, f"Added {_plural(len(new), 'new task')}.", messages.SUCCESS)
+            try:
+                adding.add_with_settings(new)
+            except QueueFullError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return
+            self.message_user(request, f"Added {plural(len(new), 'new task')}.", messages.SUCCESS)
         if refused:
             self.message_user(
-                request, f"{_plural(len(refused))} could not be run again: {refused[0]}", messages.ERROR
+                request, f"{plural(len(refused))} could not be run again: {refused[0]}", messages.ERROR
             )
-
-
-@admin.register(WorkerProcess)
-class WorkerProcessAdmin(WorkerAdminBase):
-    """Workers write their own rows; the admin shows them and may delete stale ones."""
-
-    list_display = (
-        "id",
-        "hostname",
-        "pid",
-        "queue_list",
-        "concurrency",
-        "tasks_running",
-        "started_at",
-        "last_heartbeat",
-        "stopping",
-        "stopped_at",
-    )
-    list_filter = ("stopping", "hostname")
-    search_fields = ("id", "hostname")
-    ordering = ("-started_at",)
-
-    @admin.display(description="queues")
-    def queue_list(self, obj: WorkerProcess) -> str:
-        return ", ".join(str(queue) for queue in obj.queues or [])
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: WorkerProcess | None = None) -> bool:
-        return False
-
-
-@admin.register(CacheEntry)
-class CacheEntryAdmin(CacheEntryAdminBase):
-    """Cached results of the database backend: read-only, with invalidate and purge actions."""
-
-    list_display = ("key", "task_type", "size", "created_at", "expires_at", "is_expired", "hits")
-    search_fields = ("key", "task_id")
-    list_filter = ("task_type",)
-    ordering = ("-last_accessed",)
-    fields = (
-        "key", "task_type", "task_id", "size", "created_at", "expires_at", "is_expired",
-        "last_accessed", "hits",
-    )  # fmt: skip
-    readonly_fields = fields
-    actions = ("invalidate_entries", "purge_expired")
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[CacheEntry]:
-        return super().get_queryset(request).defer("value")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: CacheEntry | None = None) -> bool:
-        return False
-
-    @admin.display(boolean=True, description="expired")
-    def is_expired(self, obj: CacheEntry) -> bool:
-        return obj.expires_at is not None and obj.expires_at <= cache_clock.now()
-
-    @admin.action(description="Invalidate selected cache entries", permissions=["delete"])
-    def invalidate_entries(self, request: HttpRequest, queryset: QuerySet[CacheEntry]) -> None:
-        count = cache_db.delete_entries(list(queryset.values_list("key", flat=True)))
-        self.message_user(request, f"Invalidated {_entries(count)}.")
-
-    @admin.action(description="Purge all expired cache entries", permissions=["delete"])
-    def purge_expired(self, request: HttpRequest, queryset: QuerySet[CacheEntry]) -> None:
-        count = cache_db.purge_expired()
-        self.message_user(request, f"Purged {_entries(count)} that had expired.")
-
-
-def _entries(count: int) -> str:
-    return f"{count} cache entr{'y' if count == 1 else 'ies'}"
-
-
-if TYPE_CHECKING:
-    TokenAdminBase = admin.ModelAdmin[ApiToken]
-else:
-    TokenAdminBase = admin.ModelAdmin
-
-
-@admin.register(ApiToken)
-class ApiTokenAdmin(TokenAdminBase):
-    """API tokens by their shown prefix; the digest is never displayed.
-
-    Tokens are made by ``manage.py atw_token create``, which shows the secret once; the admin
-    can only revoke them (a revoked token stays listed, so its use can still be traced).
-    """
-
-    list_display = ("prefix", "user", "name", "created_at", "last_used_at", "revoked_at")
-    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
-    search_fields = ("prefix", "name", "user__username")
-    fields = ("prefix", "user", "name", "created_at", "last_used_at", "revoked_at")
-    readonly_fields = ("prefix", "user", "created_at", "last_used_at", "revoked_at")
-    actions = ["revoke"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    @admin.action(description="Revoke selected tokens", permissions=["change"])
-    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-        self.message_user(request, f"Revoked {_plural(count, 'token')}.", messages.SUCCESS)
