@@ -6,6 +6,7 @@ thread. Each docstring names the transaction it takes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterable, Sequence
@@ -135,8 +136,12 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
         picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(_INSERT_COLUMNS)))
         sql = f"INSERT INTO {TABLE} ({columns}) SELECT {picks}, {defaults}, %s FROM json_each(%s)"
         sql_params = [adapt(now), json.dumps(rows)]
+    # Inside the caller's transaction a failed INSERT would abort it on PostgreSQL, and the
+    # lookup below could not run: a savepoint keeps the transaction usable. Outside one, the
+    # statement is its own transaction and needs no BEGIN/COMMIT round trips.
+    guard = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
     try:
-        with connection.cursor() as cursor:
+        with guard, connection.cursor() as cursor:
             cursor.execute(sql, sql_params)
     except IntegrityError as exc:
         taken = list(TaskRecord.objects.filter(id__in=ids).values_list("id", flat=True)[:5])
