@@ -120,7 +120,7 @@ async def test_a_worker_that_finds_its_lease_lost_drops_its_run_and_runs_the_tas
     tasks.started.clear()
     first_run = worker._pool.running[task_id]
 
-    await worker._housekeeper.beat()  # finds the row stopped: drops the run, registers again
+    await worker._runtime.housekeeper.beat()  # finds the row stopped: drops the run, registers again
 
     assert first_run.cancelling()
 

@@ -172,6 +172,10 @@ class EventPublisher:
         _local_workers.add(self._worker_id)
         self._task = asyncio.create_task(self._run(), name=f"atw-events-{self._worker_id}")
 
+    def side_tasks(self) -> list[asyncio.Task[None]]:
+        """The long-lived tasks the worker watches (the publishing loop)."""
+        return [self._task] if self._task is not None else []
+
     async def stop(self) -> None:
         """Publish what is queued, then stop."""
         self._stopping = True

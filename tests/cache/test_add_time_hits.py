@@ -62,7 +62,7 @@ async def check_hit_at_add(worker: Any) -> None:
     first = await worker.add_task(cache_tasks.square, 5)
     assert await (await worker.get_task_future(first)) == 25
     assert cache_tasks.calls["cache_square"] == 1
-    async with queries_on(worker._db, worker._write_db) as captured:
+    async with queries_on(worker._db, worker._runtime.write_db) as captured:
         task_id = await worker.add_task(cache_tasks.square, 5)
         future = await worker.get_task_future(task_id)
     assert future.done() and future.result() == 25  # resolved at add time, nothing awaited

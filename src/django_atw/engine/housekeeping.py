@@ -70,6 +70,10 @@ class Housekeeper:
                 asyncio.create_task(self._cleanup_loop(), name=f"atw-cleanup-{self._worker_id}")
             )
 
+    def side_tasks(self) -> list[asyncio.Task[None]]:
+        """The long-lived tasks the worker watches (polling, heartbeats, cleanup)."""
+        return list(self._tasks)
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()

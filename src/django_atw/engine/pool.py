@@ -104,6 +104,10 @@ class WorkerPool:
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._claim_loop(), name=f"atw-claim-{self.worker_id}")
 
+    def side_tasks(self) -> list[asyncio.Task[None]]:
+        """The long-lived tasks the worker watches (the claim loop)."""
+        return [self._loop_task] if self._loop_task is not None else []
+
     def wake(self) -> None:
         """Make the claim loop look for work now."""
         self._maybe_more = True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
@@ -16,28 +15,22 @@ from types import TracebackType
 from typing import Any, Self
 
 from asgiref.sync import sync_to_async
-from django.db import connection
 from django.utils import timezone
 
-from .. import adding, events, registry, store, validation
+from .. import adding, registry, store, validation
 from ..cache import AsyncCacheAdapter
 from ..conf import get_settings
 from ..shortcuts import check_list_filters
 from ..status import TaskInfo, TaskStatus
 from ..values import NewTask, Outcome
 from . import wakeup
-from .caching import ResultCache
 from .db import DatabaseThread
-from .executor import ProgressTracker, TaskExecutor
+from .executor import ProgressTracker
 from .futures import TaskFutureManager, error_for
-from .housekeeping import Housekeeper
 from .pool import UNWIND_TIMEOUT, WorkerPool
-from .writer import OutcomeWriter
+from .runtime import Runtime
 
 logger = logging.getLogger(__name__)
-
-# Seconds start() waits for the wake-up listener's connection before going on without it.
-LISTEN_TIMEOUT = 5.0
 
 
 def _positive(name: str, value: Any, *, allow_none: bool = False, allow_zero: bool = False) -> None:
@@ -127,14 +120,8 @@ class AsyncTaskWorker:
         self.worker_id = ""
         self.running = False
         self._starting: asyncio.Lock | None = None
-        self._db: DatabaseThread | None = None
-        self._write_db: DatabaseThread | None = None
-        self._pool: WorkerPool | None = None
-        self._writer: OutcomeWriter | None = None
-        self._progress: ProgressTracker | None = None
+        self._runtime: Runtime | None = None
         self._futures = TaskFutureManager()
-        self._housekeeper: Housekeeper | None = None
-        self._listener: wakeup.PostgresListener | wakeup.ChannelLayerListener | None = None
         self.cache: AsyncCacheAdapter = (
             cache_adapter
             if cache_adapter is not None
@@ -145,7 +132,6 @@ class AsyncTaskWorker:
                 cleanup_interval=cache_cleanup_interval,
             )
         )
-        self._events: events.EventPublisher | None = None
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> AsyncTaskWorker:
@@ -170,6 +156,20 @@ class AsyncTaskWorker:
         options.update(overrides)
         return cls(**options)
 
+    # The running parts (None while stopped); see runtime.py.
+
+    @property
+    def _pool(self) -> WorkerPool | None:
+        return self._runtime.pool if self._runtime is not None else None
+
+    @property
+    def _db(self) -> DatabaseThread | None:
+        return self._runtime.db if self._runtime is not None else None
+
+    @property
+    def _progress(self) -> ProgressTracker | None:
+        return self._runtime.progress if self._runtime is not None else None
+
     # --- lifecycle ------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
@@ -184,7 +184,8 @@ class AsyncTaskWorker:
     async def start(self) -> None:
         """Register this worker and start claiming tasks, including those already pending.
 
-        Idempotent: starting a running worker does nothing.
+        Idempotent: starting a running worker does nothing. A start that fails stops whatever
+        it had started (threads, heartbeat, the worker row) before the error is raised.
         """
         if self._starting is None:
             self._starting = asyncio.Lock()
@@ -192,73 +193,10 @@ class AsyncTaskWorker:
             if self.running:
                 return
             self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            self._db = DatabaseThread(f"atw-db-{self.worker_id}")
-            # Outcomes are written on a second connection, so a claim never waits for a write
-            # to commit (and the reverse). SQLite has one writer per file: a second connection
-            # would only queue on its lock, so there both share one thread.
-            self._write_db = (
-                DatabaseThread(f"atw-write-{self.worker_id}") if _separate_write_connection() else self._db
-            )
-            await self._register()
             self._futures = TaskFutureManager()
-            # Live events to the channel layer, when one is configured.
-            self._events = events.EventPublisher.for_worker(self.worker_id)
-            if self._events is not None:
-                self._events.start()
-            self._progress = ProgressTracker(self._progress_changed)
-            self._writer = OutcomeWriter(
-                self._write_db,
-                self.worker_id,
-                progress=self._progress,
-                progress_interval=self.progress_interval,
-                retry_interval=self.worker_poll_interval,
-                on_committed=self._on_committed,
-                on_progress_committed=self._events.progress_committed if self._events else None,
-            )
-            self._pool = WorkerPool(
-                worker_id=self.worker_id,
-                db=self._db,
-                executor=TaskExecutor(self.default_task_timeout, self._progress, self._result_cache()),
-                writer=self._writer,
-                max_workers=self.max_workers,
-                queues=self.queues,
-                poll_interval=self.worker_poll_interval,
-                batch_size=self.claim_batch_size,
-                on_started=self._events.task_started if self._events else None,
-            )
-            self._writer.start()
-            self._pool.start()
-            retention = self.cleanup_interval > 0 and self.task_retention_days is not None
-            self._housekeeper = Housekeeper(
-                worker_id=self.worker_id,
-                db=self._db,
-                pool=self._pool,
-                futures=self._futures,
-                poll_interval=self.worker_poll_interval,
-                cleanup=self.cleanup_old_tasks if retention else None,
-                cleanup_interval=self.cleanup_interval,
-                lease=self.worker_lease,
-                register=self._register,
-            )
-            self._housekeeper.start()
-            wakeup.listen(self, self.queues, self._pool.wake, self._pool.cancel)
-            if wakeup.PostgresListener.available():
-                self._listener = wakeup.PostgresListener(
-                    self.worker_id, self.queues, self._pool.wake, self._pool.cancel
-                )
-            elif wakeup.remote_layer() is not None:
-                self._listener = wakeup.ChannelLayerListener(
-                    self.worker_id, self.queues, self._pool.wake, self._pool.cancel
-                )
-            if self._listener is not None:
-                self._listener.start()
-                # Listening before start() returns: a task added right after is never missed.
-                # Bounded: with LISTEN unavailable the worker still polls.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(LISTEN_TIMEOUT):
-                        await self._listener.connected.wait()
-            if self.cache_enabled:
-                await self.cache.start_cleanup_task()
+            runtime = Runtime(self, self.worker_id)
+            await runtime.start(self._on_committed)
+            self._runtime = runtime
             self.running = True
             logger.info(
                 "worker started id=%s max_workers=%d queues=%s", self.worker_id, self.max_workers, self.queues
@@ -268,46 +206,32 @@ class AsyncTaskWorker:
         """Stop claiming, give running tasks ``timeout`` seconds, then return the rest to pending.
 
         Futures still pending are cancelled; their tasks stay in the database and run again on the
-        next start, here or in another process. Nothing is lost.
+        next start, here or in another process. Nothing is lost. Every part is stopped even when
+        one of them fails to; the first such error is raised once all are stopped.
         """
-        if not self.running:
+        runtime = self._runtime
+        if not self.running or runtime is None:
             return
-        assert self._pool is not None and self._writer is not None and self._db is not None
         self.running = False
-        wakeup.unlisten(self)
-        if self._listener is not None:
-            await self._listener.stop()
-            self._listener = None
-        await self._pool.stop_claiming()
-        unfinished = await self._pool.drain(timeout)
-        # Bounded: with the database away, outcomes not stored by then are left to lease recovery.
-        await self._writer.stop(timeout=max(timeout, self.worker_poll_interval))
-        if self._events is not None:
-            await self._events.stop()
-        if self._housekeeper is not None:
-            await self._housekeeper.stop()
-        if self.cache_enabled:
-            await self.cache.stop_cleanup_task()
-        if unfinished:
-            try:
-                released = await self._db.run(store.release, self.worker_id, unfinished)
-                logger.info("returned %d unfinished tasks to pending", released)
-            except Exception as exc:
-                logger.warning(
-                    "could not return %d unfinished tasks to pending (%s); lease recovery will",
-                    len(unfinished),
-                    type(exc).__name__,
-                )
-                unfinished = []
-        self._futures.cancel_all()
-        # Marked stopped, any task this worker could not store or release is recovered at once.
-        with contextlib.suppress(Exception):
-            await self._db.run(store.mark_worker_stopped, self.worker_id)
-        if self._write_db is not self._db and self._write_db is not None:
-            await self._write_db.close()
-        self.cache.unbind_runner(self._db.run)
-        await self._db.close()
-        logger.info("worker stopped id=%s", self.worker_id)
+        try:
+            await runtime.stop(timeout)
+        finally:
+            self._futures.cancel_all()
+            logger.info("worker stopped id=%s", self.worker_id)
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The error of the part that died and stopped this worker, if one did."""
+        return self._runtime.failure if self._runtime is not None else None
+
+    async def wait_failed(self) -> BaseException:
+        """Wait until a part of this running worker dies (the worker then stops itself)."""
+        assert self._runtime is not None, "the worker was never started"
+        runtime = self._runtime
+        await runtime.failed.wait()
+        failure: BaseException | None = runtime.failure
+        assert failure is not None
+        return failure
 
     # --- adding ---------------------------------------------------------------------------
 
@@ -381,17 +305,6 @@ class AsyncTaskWorker:
             run_after=run_after,
         )
         return await self._insert(new)
-
-    async def _register(self) -> None:
-        assert self._db is not None
-        await self._db.run(
-            store.register_worker,
-            self.worker_id,
-            socket.gethostname(),
-            os.getpid(),
-            self.queues,
-            self.max_workers,
-        )
 
     async def _insert(self, new: list[NewTask], cache_key_fn: Callable[..., str] | None = None) -> list[str]:
         """Add tasks through the one add path, on this worker's database thread.
@@ -549,13 +462,7 @@ class AsyncTaskWorker:
         index = next(i for i, future in enumerate(futures) if future in done)
         return futures[index].result(), task_ids[index]
 
-    def _progress_changed(self) -> None:
-        if self._writer is not None:
-            self._writer.progress_changed()
-
     def _on_committed(self, outcomes: Sequence[Outcome]) -> None:
-        if self._events is not None:
-            self._events.outcomes_committed(outcomes)
         futures = self._futures
         for outcome in outcomes:
             if outcome.status is TaskStatus.PENDING or not futures.has(outcome.task_id):
@@ -581,16 +488,6 @@ class AsyncTaskWorker:
         return count
 
     # --- result cache ---------------------------------------------------------------------
-
-    def _result_cache(self) -> ResultCache:
-        assert self._db is not None
-        self.cache.bind_runner(self._db.run)
-        return ResultCache(
-            self.cache,
-            is_enabled=lambda: self.cache_enabled,
-            db=self._db,
-            poll_interval=self.worker_poll_interval,
-        )
 
     async def invalidate_cache(
         self,
@@ -636,10 +533,6 @@ def _claimed(task_id: str, task: NewTask) -> store.ClaimedTask:
         cache_key=task.cache_key,
         cache_ttl=task.cache_ttl,
     )
-
-
-def _separate_write_connection() -> bool:
-    return connection.vendor != "sqlite"
 
 
 def _replace_progress(info: TaskInfo, progress: float) -> TaskInfo:

@@ -55,6 +55,10 @@ class OutcomeWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"atw-writer-{self._worker_id}")
 
+    def side_tasks(self) -> list[asyncio.Task[None]]:
+        """The long-lived tasks the worker watches (the write loop)."""
+        return [self._task] if self._task is not None else []
+
     def submit(self, outcome: Outcome) -> None:
         """Queue an outcome for the next write."""
         self._outcomes.append(outcome)
@@ -72,9 +76,15 @@ class OutcomeWriter:
         self._wake.set()
 
     async def flush(self) -> None:
-        """Wait until every outcome submitted so far is committed."""
+        """Wait until every outcome submitted so far is committed (or the write loop died)."""
         while self._outcomes or not self._idle.is_set():
-            await self._idle.wait()
+            if self._task is None or self._task.done():
+                return  # a dead loop commits nothing more: the worker's monitor reports it
+            idle = asyncio.ensure_future(self._idle.wait())
+            try:
+                await asyncio.wait([idle, self._task], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                idle.cancel()
 
     async def stop(self, timeout: float | None = None) -> None:
         """Write what is queued (progress included), then stop; give up after ``timeout`` seconds.

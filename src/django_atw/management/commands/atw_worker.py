@@ -106,10 +106,16 @@ class Command(BaseCommand):
             f"queues={','.join(worker.queues)}",
         )
         self.stdout.flush()
-        if burst:
-            await self._until_drained(worker, stop)
-        else:
-            await stop.wait()
+        failed = asyncio.ensure_future(worker.wait_failed())
+        until = self._until_drained(worker, stop) if burst else stop.wait()
+        done, _ = await asyncio.wait(
+            [asyncio.ensure_future(until), failed], return_when=asyncio.FIRST_COMPLETED
+        )
+        if failed in done:
+            # A part of the engine died; the worker stopped itself and logged why.
+            await worker.stop(timeout=grace)
+            raise CommandError(f"the worker stopped after a failure: {failed.result()!r}")
+        failed.cancel()
         await worker.stop(timeout=grace)
         self.stdout.write("atw worker stopped")
 
