@@ -19,6 +19,7 @@ so a task that ran in another process fails the same way as one that ran here.
 from __future__ import annotations
 
 import asyncio
+import enum
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -35,8 +36,24 @@ class QueueFullError(AtwError):
     """Raised by ``add_task`` when the worker's ``max_queue_size`` pending tasks are waiting."""
 
 
+class ErrorCategory(enum.StrEnum):
+    """What kind of failure a ``TaskError`` is: the original library's categories."""
+
+    TASK_DEFINITION = "task_definition"
+    TASK_EXECUTION = "task_execution"
+    TIMEOUT = "timeout"
+    CANCELLATION = "cancellation"
+    RESOURCE = "resource"
+    VALIDATION = "validation"
+    INTERNAL = "internal"
+    UNKNOWN = "unknown"
+
+
 class TaskError(AtwError):
     """A task could not be defined, or it did not complete."""
+
+    #: The original library's classification of this error.
+    category: ErrorCategory = ErrorCategory.UNKNOWN
 
     def __init__(self, message: str, *, task_id: str | None = None) -> None:
         super().__init__(message)
@@ -50,9 +67,13 @@ class TaskError(AtwError):
 class TaskDefinitionError(TaskError, ValueError):
     """Raised when a task cannot be stored: unknown function, bad option, taken id."""
 
+    category = ErrorCategory.TASK_DEFINITION
+
 
 class TaskArgumentError(TaskDefinitionError, TypeError):
     """Raised when an argument is not a JSON value, or an option has the wrong type."""
+
+    category = ErrorCategory.VALIDATION
 
 
 class DuplicateTaskIdError(TaskDefinitionError):
@@ -62,9 +83,13 @@ class DuplicateTaskIdError(TaskDefinitionError):
 class TaskExecutionError(TaskError):
     """The task raised; the original exception is chained when it ran in this process."""
 
+    category = ErrorCategory.TASK_EXECUTION
+
 
 class TaskTimeoutError(TaskError):
     """The task ran longer than its timeout."""
+
+    category = ErrorCategory.TIMEOUT
 
 
 class TaskCancellationError(TaskError, asyncio.CancelledError):
@@ -73,6 +98,8 @@ class TaskCancellationError(TaskError, asyncio.CancelledError):
     Both a ``TaskError`` and an ``asyncio.CancelledError``, so ``except asyncio.CancelledError``
     (as the original's README shows) and ``except TaskError`` both catch it.
     """
+
+    category = ErrorCategory.CANCELLATION
 
 
 class InvalidCacheKeyError(AtwError, ValueError):

@@ -6,6 +6,7 @@ import pytest
 
 from django_atw import TaskStatus, acancel_task, aenqueue, aget_task_info
 from django_atw.exceptions import TaskCancellationError
+from tests.conftest import wait_until
 from tests.sampleapp import tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -95,3 +96,33 @@ async def test_a_cancel_through_one_worker_reaches_another_worker_of_the_process
     with pytest.raises(TaskCancellationError):
         async with asyncio.timeout(10):
             await future
+
+
+async def test_a_cancel_between_claim_and_start_reads_cancelled_when_it_returns(make_worker, monkeypatch):
+    """The claim commits the row as running before the worker starts it: a cancel in between
+    must still be final and visible when cancel_task returns (the original's read-your-writes)."""
+    from django_atw.engine.pool import WorkerPool
+
+    held, release = asyncio.Event(), asyncio.Event()
+    start_now = WorkerPool._start
+
+    def start_later(self, claim):
+        async def later():
+            await release.wait()
+            start_now(self, claim)
+
+        held.set()
+        asyncio.get_running_loop().create_task(later())
+
+    monkeypatch.setattr(WorkerPool, "_start", start_later)
+    worker = await make_worker(worker_poll_interval=3600)
+    task_id = await aenqueue(tasks.wait_for_gate, "claimed-not-started")
+    await held.wait()
+    cancelling = asyncio.create_task(worker.cancel_task(task_id))
+    await wait_until(lambda: aget_task_info(task_id), lambda info: info.cancel_requested)
+    release.set()
+    async with asyncio.timeout(10):
+        assert await cancelling is True
+    info = await worker.get_task_info(task_id)
+    assert info.status is TaskStatus.CANCELLED
+    assert not tasks.started_event("claimed-not-started").is_set(), "a cancelled task must never start"

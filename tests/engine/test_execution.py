@@ -105,17 +105,19 @@ def test_the_progress_callback_clamps_and_refuses_nan():
 async def test_a_per_task_timeout_fails_the_task_saying_so(worker):
     task_id = await worker.add_task(tasks.sleep, 30, timeout=0.05)
     future = await worker.get_task_future(task_id)
-    with pytest.raises(TaskTimeoutError, match=r"timed out after 0.05 s"):
+    with pytest.raises(TaskTimeoutError, match=r"timed out after 0.05 seconds") as excinfo:
         await future
+    # The original library's wording and category, for code ported from it.
+    assert excinfo.value.category == "timeout"
     info = await worker.get_task_info(task_id)
     assert info.status == TaskStatus.FAILED
-    assert info.error == "Task timed out after 0.05 s"
+    assert info.error == "Task timed out after 0.05 seconds"
 
 
 async def test_the_default_timeout_applies_when_the_task_has_none(make_worker):
     worker = await make_worker(task_timeout=0.05)
     task_id = await worker.add_task(tasks.sleep, 30)
-    with pytest.raises(TaskTimeoutError, match="timed out after 0.05 s"):
+    with pytest.raises(TaskTimeoutError, match="timed out after 0.05 seconds"):
         await (await worker.get_task_future(task_id))
 
 

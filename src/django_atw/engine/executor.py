@@ -170,7 +170,7 @@ class TaskExecutor:
             progress = self.progress.values.get(claim.id, 0.0)
             if timeout is not None and deadline.expired():
                 return _failure(
-                    claim.id, progress, exc, f"Task timed out after {timeout:g} s", TIMEOUT_ERROR_TYPE
+                    claim.id, progress, exc, f"Task timed out after {timeout:g} seconds", TIMEOUT_ERROR_TYPE
                 )
             return _failure(claim.id, progress, exc, str(exc) or "TimeoutError", _qualname(exc))
         except Exception as exc:

@@ -98,6 +98,8 @@ class WorkerPool:
         self.claiming = False
         self._stop_requested = asyncio.Event()
         self._cancel_reasons: dict[asyncio.Task[None], str] = {}
+        # Tasks claimed here whose cancel arrived before they started (see cancel_when_started).
+        self._cancel_before_start: set[str] = set()
         self._released: list[str] = []
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -214,6 +216,10 @@ class WorkerPool:
         assert me is not None
         began = asyncio.get_running_loop().time()
         try:
+            if claim.id in self._cancel_before_start:
+                self._cancel_before_start.discard(claim.id)
+                self._cancel_reasons[me] = USER_CANCEL
+                raise asyncio.CancelledError  # stored as cancelled below, never run
             outcome = await self._executor.execute(claim)
         except asyncio.CancelledError:
             reason = self._cancel_reasons.pop(me, SHUTDOWN)
@@ -277,6 +283,15 @@ class WorkerPool:
         self._cancel_reasons[running] = USER_CANCEL
         running.cancel()
         return True
+
+    def cancel_when_started(self, task_id: str) -> None:
+        """Cancel a task this worker claimed but has not started yet, as soon as it starts.
+
+        A claim's rows are committed as running before this worker starts them; a cancel that
+        lands in between must not let the task run (see ``AsyncTaskWorker.cancel_task``).
+        """
+        if not self.cancel(task_id):
+            self._cancel_before_start.add(task_id)
 
     def abandon_all(self) -> int:
         """Stop every running task without writing an outcome: lease recovery took them.

@@ -385,23 +385,32 @@ class AsyncTaskWorker:
         and this call returns once it is stored as cancelled. A task running in another process
         is flagged; its worker cancels it at its next poll.
         """
-        if self._pool is not None and task_id in self._pool.running:
-            future = self._futures.get(task_id)
-            self._pool.cancel(task_id)
-            # Bounded: a task that swallows the cancellation and goes on must not hang the caller.
-            await asyncio.wait([future], timeout=UNWIND_TIMEOUT)
-            return True
-        outcome, _owner = await self._read(store.cancel, task_id)
+        pool = self._pool
+        if pool is not None and task_id in pool.running:
+            return await self._cancel_here(task_id, pool)
+        outcome, owner = await self._read(store.cancel, task_id)
         if outcome == store.CANCELLED_PENDING:
             self._futures.set_exception(
                 task_id, error_for(task_id, TaskStatus.CANCELLED, "Task cancelled before execution", "")
             )
             return True
+        if outcome == store.CANCEL_REQUESTED and pool is not None and owner == self.worker_id:
+            # Claimed by this worker but not started yet: cancel it as it starts, and return
+            # once that is stored, as for a running task (the original's read-your-writes).
+            return await self._cancel_here(task_id, pool)
         if outcome == store.CANCEL_REQUESTED:
             wakeup.notify_cancel(task_id)  # at once if another worker of this process runs it
             await wakeup.abroadcast(cancel=task_id)  # and in other processes (PostgreSQL: NOTIFY)
             return True
         return False
+
+    async def _cancel_here(self, task_id: str, pool: WorkerPool) -> bool:
+        """Cancel a task of this worker; return once its cancellation is stored."""
+        future = self._futures.get(task_id)
+        pool.cancel_when_started(task_id)
+        # Bounded: a task that swallows the cancellation and goes on must not hang the caller.
+        await asyncio.wait([future], timeout=UNWIND_TIMEOUT)
+        return True
 
     # --- futures --------------------------------------------------------------------------
 
@@ -512,8 +521,9 @@ class AsyncTaskWorker:
     def _require_running(self, method: str) -> None:
         if not self.running:
             raise RuntimeError(
-                f"AsyncTaskWorker.{method}() needs a running worker: await worker.start() first, or use "
-                "django_atw.aenqueue()/enqueue() to store a task for any worker."
+                f"Worker pool is not running: AsyncTaskWorker.{method}() needs a started worker. "
+                "Await worker.start() first, or use django_atw.aenqueue()/enqueue() to store a task "
+                "for any worker."
             )
 
 
