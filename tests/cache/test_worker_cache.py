@@ -14,6 +14,7 @@ from django_atw import (
     extract_key_component,
     key_component,
 )
+from django_atw.exceptions import TaskTimeoutError
 from django_atw.models import TaskRecord
 from tests.cache import cache_tasks
 from tests.conftest import wait_until
@@ -344,3 +345,23 @@ async def test_a_failing_cache_never_fails_the_task(make_worker, atw_cache_alias
         result, info = await run(worker, cache_tasks.square, 11)
     assert (result, info.status, info.from_cache) == (121, TaskStatus.COMPLETED, False)
     assert "cache lookup failed" in caplog.text
+
+
+@pytest.mark.parametrize("where", ["same worker", "another worker"])
+async def test_a_duplicate_joined_to_a_long_run_times_out_at_its_own_timeout(make_worker, where):
+    """Waiting for an equal running task counts against the waiting task's timeout."""
+    one = await make_worker(cache_enabled=True, worker_poll_interval=0.05, queues=["one"])
+    two = (
+        one
+        if where == "same worker"
+        else await make_worker(cache_enabled=True, worker_poll_interval=0.05, queues=["two"])
+    )
+    first = await one.add_task(cache_tasks.gated, "long", queue="one")
+    await cache_tasks.started_event("long").wait()
+    second = await two.add_task(cache_tasks.gated, "long", timeout=0.2, queue=two.queues[0])
+    with pytest.raises(TaskTimeoutError, match=r"timed out after 0.2 seconds \(waiting for an equal"):
+        async with asyncio.timeout(10):
+            await (await two.get_task_future(second))
+    assert (await aget_task_info(first)).status == TaskStatus.RUNNING  # the long run goes on
+    cache_tasks.gate("long").set()
+    assert await (await one.get_task_future(first)) == "long done"

@@ -131,11 +131,21 @@ class TaskExecutor:
             return await self._execute(claim)
         cache.begin(claim)
         succeeded, result = False, None
+        # The task's timeout covers waiting for an equal running task it joined, too: a join
+        # must never outlast the timeout the caller set.
+        timeout = self._timeout(claim)
+        deadline = asyncio.get_running_loop().time() + timeout if timeout is not None else None
         try:
-            hit, value = await cache.lookup(claim)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    hit, value = await cache.lookup(claim)
+            except TimeoutError as exc:
+                assert timeout is not None
+                message = f"Task timed out after {timeout:g} seconds (waiting for an equal running task)"
+                return _failure(claim.id, 0.0, exc, message, TIMEOUT_ERROR_TYPE)
             outcome = _from_cache(claim, value) if hit else None
             if outcome is None:
-                outcome = await self._execute(claim)
+                outcome = await self._execute(claim, deadline)
                 if outcome.status is TaskStatus.COMPLETED and outcome.result_json is not None:
                     value = json.loads(outcome.result_json)
                     await cache.store(claim, value)
@@ -145,7 +155,10 @@ class TaskExecutor:
         finally:
             cache.end(claim, succeeded, result)
 
-    async def _execute(self, claim: ClaimedTask) -> Outcome:
+    def _timeout(self, claim: ClaimedTask) -> float | None:
+        return claim.timeout if claim.timeout is not None else self.default_timeout
+
+    async def _execute(self, claim: ClaimedTask, deadline: float | None = None) -> Outcome:
         func = registry.resolve(claim.task_type)
         if func is None:
             return _failure(
@@ -159,16 +172,15 @@ class TaskExecutor:
         kwargs = claim.kwargs
         if accepts_progress(func):
             kwargs = {**kwargs, "progress_callback": self.progress.callback_for(claim.id)}
-        timeout = claim.timeout if claim.timeout is not None else self.default_timeout
+        timeout = self._timeout(claim)
+        if timeout is not None and deadline is None:
+            deadline = asyncio.get_running_loop().time() + timeout
         try:
-            if timeout is None:
+            async with asyncio.timeout_at(deadline) as scope:
                 result = await func(*claim.args, **kwargs)
-            else:
-                async with asyncio.timeout(timeout) as deadline:
-                    result = await func(*claim.args, **kwargs)
         except TimeoutError as exc:
             progress = self.progress.values.get(claim.id, 0.0)
-            if timeout is not None and deadline.expired():
+            if timeout is not None and scope.expired():
                 return _failure(
                     claim.id, progress, exc, f"Task timed out after {timeout:g} seconds", TIMEOUT_ERROR_TYPE
                 )
