@@ -7,6 +7,7 @@ importing any query.
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +43,23 @@ class NewTask:
     # A result found in the cache when the task was added (JSON text): the row is inserted
     # already completed from the cache, never claimed or run (see engine/caching.py).
     cached_result_json: str | None = None
+
+    def as_claim(self, task_id: str) -> ClaimedTask:
+        """The claim of a task its own worker stored as claimed; arguments as a claim reads them."""
+        args, kwargs = json.loads(json.dumps([self.args, self.kwargs]))
+        return ClaimedTask(
+            task_id,
+            self.task_type,
+            args,
+            kwargs,
+            self.timeout,
+            self.priority,
+            None,
+            1,
+            self.max_attempts,
+            cache_key=self.cache_key,
+            cache_ttl=self.cache_ttl,
+        )
 
 
 @dataclasses.dataclass(slots=True)

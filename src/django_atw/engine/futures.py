@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..exceptions import TaskCancellationError, TaskError, TaskExecutionError, TaskTimeoutError
 from ..status import TaskInfo, TaskStatus
+from ..values import Outcome
 
 # error_type values the engine stores for its own outcomes.
 TIMEOUT_ERROR_TYPE = "TaskTimeoutError"
@@ -87,6 +89,42 @@ class TaskFutureManager:
             self.set_result(info.id, info.result)
         elif info.status.is_terminal:
             self.set_exception(info.id, error_for(info.id, info.status, info.error, info.error_type))
+
+    async def futures_for(
+        self, task_ids: Sequence[str], read: Callable[[list[str]], Awaitable[dict[str, TaskInfo]]]
+    ) -> list[asyncio.Future[Any]]:
+        """Return futures for ``task_ids`` in order; ``read`` fetches the tasks not watched yet.
+
+        Futures are registered before the read, so an outcome committed in between still
+        resolves them; a task already finished resolves at once. Raises ``KeyError`` for an
+        unknown id.
+        """
+        fresh = [task_id for task_id in dict.fromkeys(task_ids) if not self.has(task_id)]
+        futures = [self.get(task_id) for task_id in task_ids]
+        if fresh:
+            infos = await read(fresh)
+            missing = [task_id for task_id in fresh if task_id not in infos]
+            for task_id in missing:
+                self.set_exception(task_id, KeyError(task_id))
+            if missing:
+                raise KeyError(f"Task {missing[0]} not found")
+            for info in infos.values():
+                if info.status.is_terminal:
+                    self.resolve_from_info(info)
+        return futures
+
+    def resolve_committed(self, outcomes: Sequence[Outcome]) -> None:
+        """Resolve the futures of outcomes just committed (a retry resolves nothing yet)."""
+        for outcome in outcomes:
+            if outcome.status is TaskStatus.PENDING or not self.has(outcome.task_id):
+                continue  # a retry: the future resolves when a later attempt ends
+            if outcome.status is TaskStatus.COMPLETED:
+                result = json.loads(outcome.result_json) if outcome.result_json is not None else None
+                self.set_result(outcome.task_id, result)
+            else:
+                exc = error_for(outcome.task_id, outcome.status, outcome.error, outcome.error_type)
+                exc.__cause__ = outcome.exception
+                self.set_exception(outcome.task_id, exc)
 
     def cancel_all(self) -> None:
         """Cancel every pending future (the worker is stopping; the tasks stay stored)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import os
 import socket
@@ -19,7 +18,6 @@ from django.utils import timezone
 
 from .. import adding, registry, store, validation
 from ..cache import AsyncCacheAdapter
-from ..conf import get_settings
 from ..shortcuts import check_list_filters
 from ..status import TaskInfo, TaskStatus
 from ..values import NewTask, Outcome
@@ -27,21 +25,11 @@ from . import wakeup
 from .db import DatabaseThread
 from .executor import ProgressTracker
 from .futures import TaskFutureManager, error_for
+from .options import check_options, options_from_settings
 from .pool import UNWIND_TIMEOUT, WorkerPool
 from .runtime import Runtime
 
 logger = logging.getLogger(__name__)
-
-
-def _positive(name: str, value: Any, *, allow_none: bool = False, allow_zero: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok:
-        ok = value >= 0 if allow_zero else value > 0
-    if not ok:
-        what = "a non-negative number" if allow_zero else "a positive number"
-        raise ValueError(f"{name} must be {what}{' or None' if allow_none else ''}, got {value!r}.")
 
 
 class AsyncTaskWorker:
@@ -82,25 +70,19 @@ class AsyncTaskWorker:
         claim_batch_size: int = 100,
         worker_lease: float = 30.0,
     ) -> None:
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-            raise ValueError(f"max_workers must be a positive int, got {max_workers!r}.")
-        _positive("task_timeout", task_timeout, allow_none=True)
-        _positive("worker_poll_interval", worker_poll_interval)
-        _positive("cache_ttl", cache_ttl, allow_none=True, allow_zero=True)
-        _positive("max_queue_size", max_queue_size, allow_none=True)
-        _positive("task_retention_days", task_retention_days, allow_none=True, allow_zero=True)
-        _positive("cleanup_interval", cleanup_interval, allow_zero=True)
-        _positive("progress_interval", progress_interval)
-        _positive("worker_lease", worker_lease)
-        if (
-            isinstance(claim_batch_size, bool)
-            or not isinstance(claim_batch_size, int)
-            or claim_batch_size < 1
-        ):
-            raise ValueError(f"claim_batch_size must be a positive int, got {claim_batch_size!r}.")
-        if isinstance(queues, str) or not queues or not all(isinstance(q, str) and q for q in queues):
-            raise ValueError(f"queues must be a non-empty list of queue names, got {queues!r}.")
-
+        check_options(
+            max_workers=max_workers,
+            task_timeout=task_timeout,
+            worker_poll_interval=worker_poll_interval,
+            cache_ttl=cache_ttl,
+            max_queue_size=max_queue_size,
+            task_retention_days=task_retention_days,
+            cleanup_interval=cleanup_interval,
+            progress_interval=progress_interval,
+            worker_lease=worker_lease,
+            claim_batch_size=claim_batch_size,
+            queues=queues,
+        )
         self.max_workers = max_workers
         self.default_task_timeout = task_timeout
         self.worker_poll_interval = worker_poll_interval
@@ -136,25 +118,7 @@ class AsyncTaskWorker:
     @classmethod
     def from_settings(cls, **overrides: Any) -> AsyncTaskWorker:
         """Build a worker from ``settings.ATW``; keyword arguments override single values."""
-        conf = get_settings()
-        options: dict[str, Any] = {
-            "max_workers": conf.MAX_WORKERS,
-            "task_timeout": conf.TASK_TIMEOUT,
-            "worker_poll_interval": conf.POLL_INTERVAL,
-            "max_queue_size": conf.MAX_QUEUE_SIZE,
-            "task_retention_days": conf.TASK_RETENTION_DAYS,
-            "cleanup_interval": conf.CLEANUP_INTERVAL,
-            "queues": [conf.DEFAULT_QUEUE],
-            "progress_interval": conf.PROGRESS_INTERVAL,
-            "claim_batch_size": conf.CLAIM_BATCH_SIZE,
-            "worker_lease": conf.WORKER_LEASE,
-            "cache_enabled": conf.CACHE.ENABLED,
-            "cache_ttl": conf.CACHE.DEFAULT_TTL,
-            "cache_max_size": conf.CACHE.MAX_SIZE,
-            "cache_cleanup_interval": conf.CACHE.CLEANUP_INTERVAL,
-        }
-        options.update(overrides)
-        return cls(**options)
+        return cls(**{**options_from_settings(), **overrides})
 
     # The running parts (None while stopped); see runtime.py.
 
@@ -334,7 +298,7 @@ class AsyncTaskWorker:
             self._pool.unreserve(reserved - len(started))
         by_task = {id(task): task_id for task, task_id in zip(new, ids, strict=True)}
         if started:
-            self._pool.start_reserved([_claimed(by_task[id(task)], task) for task in started])
+            self._pool.start_reserved([task.as_claim(by_task[id(task)]) for task in started])
         for task in new:
             if task.cached_result_json is not None:
                 self._futures.completed_at_add(by_task[id(task)], task.cached_result_json)
@@ -425,20 +389,7 @@ class AsyncTaskWorker:
 
     async def get_task_futures(self, task_ids: Sequence[str]) -> list[asyncio.Future[Any]]:
         """Return futures for several tasks, in order, reading the database once for all of them."""
-        fresh = [task_id for task_id in dict.fromkeys(task_ids) if not self._futures.has(task_id)]
-        # Register before reading, so an outcome committed in between still resolves them.
-        futures = [self._futures.get(task_id) for task_id in task_ids]
-        if fresh:
-            infos: dict[str, TaskInfo] = await self._read(store.get_tasks, fresh)
-            missing = [task_id for task_id in fresh if task_id not in infos]
-            for task_id in missing:
-                self._futures.set_exception(task_id, KeyError(task_id))
-            if missing:
-                raise KeyError(f"Task {missing[0]} not found")
-            for info in infos.values():
-                if info.status.is_terminal:
-                    self._futures.resolve_from_info(info)
-        return futures
+        return await self._futures.futures_for(task_ids, lambda fresh: self._read(store.get_tasks, fresh))
 
     async def wait_for_tasks(self, task_ids: Sequence[str], timeout: float | None = None) -> list[Any]:
         """Wait for all tasks and return their results in order.
@@ -472,17 +423,7 @@ class AsyncTaskWorker:
         return futures[index].result(), task_ids[index]
 
     def _on_committed(self, outcomes: Sequence[Outcome]) -> None:
-        futures = self._futures
-        for outcome in outcomes:
-            if outcome.status is TaskStatus.PENDING or not futures.has(outcome.task_id):
-                continue  # a retry: the future resolves when a later attempt ends
-            if outcome.status is TaskStatus.COMPLETED:
-                result = json.loads(outcome.result_json) if outcome.result_json is not None else None
-                futures.set_result(outcome.task_id, result)
-            else:
-                exc = error_for(outcome.task_id, outcome.status, outcome.error, outcome.error_type)
-                exc.__cause__ = outcome.exception
-                futures.set_exception(outcome.task_id, exc)
+        self._futures.resolve_committed(outcomes)
 
     # --- retention ----------------------------------------------------------------------
 
@@ -525,24 +466,6 @@ class AsyncTaskWorker:
                 "Await worker.start() first, or use django_atw.aenqueue()/enqueue() to store a task "
                 "for any worker."
             )
-
-
-def _claimed(task_id: str, task: NewTask) -> store.ClaimedTask:
-    """The claim of a task this worker stored as its own; arguments as a claim would read them."""
-    args, kwargs = json.loads(json.dumps([task.args, task.kwargs]))
-    return store.ClaimedTask(
-        task_id,
-        task.task_type,
-        args,
-        kwargs,
-        task.timeout,
-        task.priority,
-        None,
-        1,
-        task.max_attempts,
-        cache_key=task.cache_key,
-        cache_ttl=task.cache_ttl,
-    )
 
 
 def _replace_progress(info: TaskInfo, progress: float) -> TaskInfo:
