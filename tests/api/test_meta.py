@@ -147,6 +147,21 @@ async def test_an_unknown_path_under_the_api_answers_a_json_404(path):
     assert (response.status_code, response.json()["error"]["code"]) == (404, "not_found")
 
 
+def test_the_document_gives_422_fastapis_body_and_every_other_error_the_detail_body():
+    paths = build_document("/atw/")["paths"]
+
+    def schema(path: str, method: str, status: str) -> str:
+        ref: str = paths[path][method]["responses"][status]["content"]["application/json"]["schema"]["$ref"]
+        return ref.rsplit("/", 1)[1]
+
+    assert schema("/atw/tasks", "post", "422") == "ValidationErrorResponse"
+    assert {schema("/atw/tasks", "post", status) for status in ("400", "401", "403", "409", "413")} == {
+        "ErrorResponse"
+    }
+    assert schema("/atw/tasks/{task_id}", "get", "404") == "ErrorResponse"
+    assert schema("/atw/health", "get", "503") == "HealthErrorResponse"
+
+
 async def test_the_document_marks_health_public_when_the_setting_does(operator):
     from django.test import override_settings
 

@@ -9,7 +9,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+)
 
 from ..status import TaskInfo, TaskStatus
 
@@ -178,7 +187,45 @@ class Error(BaseModel):
     traceback: Annotated[str | None, Field(description="Only for staff users, on internal errors.")] = None
 
 
-class ErrorResponse(BaseModel):
-    """Every error answer: ``{"error": {"code", "message", "field", "details"}}``."""
+class ApiErrorDetail(BaseModel):
+    """The original router's error detail; the fields it has no value for are left out."""
 
+    message: str
+    error_type: str = Field(description="What failed, e.g. TaskError, TaskDefinitionError, NotAuthenticated.")
+    category: str | None = Field(None, description="As the original spells it, e.g. ErrorCategory.RESOURCE.")
+    task_id: str | None = None
+    is_retryable: bool | None = None
+
+    @model_serializer(mode="wrap")
+    def _leave_out_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # The original dumps its detail with exclude_none=True.
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+
+class ValidationProblem(BaseModel):
+    """One schema violation, as FastAPI reports it: ``loc`` starts with "body" or "query"."""
+
+    loc: list[str | int]
+    msg: str
+    type: str = Field(description="pydantic's error type, e.g. missing, int_parsing, extra_forbidden.")
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer but 422: the original's ``detail`` and django-atw's ``error``."""
+
+    detail: ApiErrorDetail
+    error: Error
+
+
+class ValidationErrorResponse(BaseModel):
+    """422: ``detail`` lists every problem as FastAPI does, ``error`` as in every error."""
+
+    detail: list[ValidationProblem]
+    error: Error
+
+
+class HealthErrorResponse(HealthResponse):
+    """GET health's 503: the health fields (``database`` false) and the error fields."""
+
+    detail: ApiErrorDetail
     error: Error
