@@ -102,7 +102,10 @@ class TaskListQuery(BaseModel):
 
 
 class TaskResponse(BaseModel):
-    """One task: the original's TaskResponse fields plus task_type, queue and attempts."""
+    """One task: the original's TaskResponse fields plus task_type, queue and attempts.
+
+    ``metadata`` holds ``task_type`` too, as in the original's answers.
+    """
 
     id: str
     status: TaskStatus
@@ -112,7 +115,7 @@ class TaskResponse(BaseModel):
     completed_at: datetime | None
     result: Any = None
     error: str | None
-    metadata: dict[str, Any]
+    metadata: dict[str, Any] = Field(description="The task's metadata, with task_type set to its type.")
     from_cache: bool
     task_type: str
     queue: str
@@ -129,7 +132,9 @@ class TaskResponse(BaseModel):
             completed_at=info.completed_at,
             result=info.result,
             error=info.error,
-            metadata=info.metadata,
+            # The original's router adds the task type to the metadata it stores; here the stored
+            # metadata stays the caller's, and every answer adds the type, whoever enqueued the task.
+            metadata={**info.metadata, "task_type": info.task_type},
             from_cache=info.from_cache,
             task_type=info.task_type,
             queue=info.queue,
