@@ -323,6 +323,7 @@ async def test_an_unreachable_database_answers_503_with_the_health_and_error_fie
         {
             "status": "stopped",
             "worker_count": 0,
+            "worker_processes": 0,
             "queue_size": 0,
             "local_worker": False,
             "queue_depth": {},

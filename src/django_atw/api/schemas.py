@@ -170,7 +170,12 @@ class HealthResponse(BaseModel):
     """GET health: the original's status, worker_count and queue_size, plus django_atw's details."""
 
     status: Literal["ok", "stopped"] = Field(description="ok when at least one worker is alive.")
-    worker_count: int = Field(description="Workers alive in any process.")
+    worker_count: int = Field(
+        description="Task slots, as in the original: the max_workers of every live worker, summed."
+    )
+    worker_processes: int = Field(
+        description="Live workers: each atw_worker process and each embedded worker counts one."
+    )
     queue_size: int = Field(description="Pending tasks.")
     local_worker: bool = Field(description="Whether a worker runs in the process that answered.")
     queue_depth: dict[str, int] = Field(description="Tasks per unfinished status (pending, running).")

@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from pydantic import ValidationError
 
-from .. import registry, shortcuts, store
+from .. import asgi, registry, shortcuts, store
 from ..conf import get_settings
 from ..engine import wakeup
 from ..engine.housekeeping import HEARTBEAT_INTERVAL
@@ -247,16 +247,31 @@ async def task_types(request: HttpRequest, caller: Caller) -> HttpResponse:
     return json_response(TaskTypesResponse(task_types=[t.name for t in described], types=described))
 
 
+def _embedded_worker() -> Any:
+    """The worker the ASGI server runs in this process (``django_atw.asgi``), if it is running."""
+    worker = asgi.engine.worker
+    return worker if worker is not None and worker.running else None
+
+
 async def health(request: HttpRequest, caller: Caller | None) -> HttpResponse:
-    """GET health: 200 while the database answers (status ok when a worker is alive), else 503."""
+    """GET health: 200 while the database answers (status ok when a worker is alive), else 503.
+
+    worker_count is the original's: task slots (its pool's size), here summed over the live
+    workers of every process. This process's embedded worker counts once, even when its heartbeat
+    is late: it is running.
+    """
     local = wakeup.local_worker_count() > 0
+    embedded = _embedded_worker()
     try:
-        counts = await _read_health(timezone.now() - ALIVE_WINDOW)
+        counts = await _read_health(
+            timezone.now() - ALIVE_WINDOW, excluding=embedded.worker_id if embedded else None
+        )
     except DatabaseError:
         error = error_body(503, "unavailable", "The database does not answer; no task can be stored or run.")
         unavailable = HealthErrorResponse(
             status="stopped",
             worker_count=0,
+            worker_processes=0,
             queue_size=0,
             local_worker=local,
             queue_depth={},
@@ -264,9 +279,11 @@ async def health(request: HttpRequest, caller: Caller | None) -> HttpResponse:
             **dict(error),
         )
         return json_response(unavailable, 503)
+    processes = counts.workers_alive + (1 if embedded else 0)
     body = HealthResponse(
-        status="ok" if counts.workers_alive > 0 else "stopped",
-        worker_count=counts.workers_alive,
+        status="ok" if processes > 0 else "stopped",
+        worker_count=counts.worker_slots + (embedded.max_workers if embedded else 0),
+        worker_processes=processes,
         queue_size=counts.pending,
         local_worker=local,
         queue_depth={TaskStatus.PENDING.value: counts.pending, TaskStatus.RUNNING.value: counts.running},
