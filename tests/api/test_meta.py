@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.test import override_settings
 from django.utils import timezone
 from pydantic import BaseModel
 
@@ -124,6 +125,18 @@ async def test_health_worker_count_sums_the_task_slots_of_live_workers_only(oper
     assert (body["status"], body["worker_count"], body["worker_processes"]) == ("ok", 10, 2)
 
 
+@pytest.mark.parametrize(("silent_for", "counted"), [(45, 1), (75, 0)])
+async def test_health_counts_a_worker_while_its_last_heartbeat_is_within_the_lease(
+    operator, silent_for, counted
+):
+    await sync_to_async(_register)("quiet", 2)
+    last = timezone.now() - timedelta(seconds=silent_for)
+    await WorkerProcess.objects.filter(id="quiet").aupdate(last_heartbeat=last)
+    with override_settings(ATW={"WORKER_LEASE": 60}):
+        body = (await operator.client.get(API + "health")).json()
+    assert (body["worker_processes"], body["worker_count"]) == (counted, 2 * counted)
+
+
 async def test_health_counts_the_embedded_worker_even_when_its_heartbeat_is_late(
     operator, workers_of_every_state, monkeypatch
 ):
@@ -210,8 +223,6 @@ def test_the_document_gives_422_fastapis_body_and_every_other_error_the_detail_b
 
 
 async def test_the_document_marks_health_public_when_the_setting_does(operator):
-    from django.test import override_settings
-
     with override_settings(ATW={"API_PUBLIC_HEALTH": True}):
         document = (await operator.client.get(API + "openapi.json")).json()
     assert document["paths"]["/atw/health"]["get"]["security"] == []

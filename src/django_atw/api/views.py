@@ -22,7 +22,6 @@ from pydantic import ValidationError
 from .. import asgi, registry, shortcuts, store
 from ..conf import get_settings
 from ..engine import wakeup
-from ..engine.housekeeping import HEARTBEAT_INTERVAL
 from ..exceptions import DuplicateTaskIdError, TaskDefinitionError
 from ..status import TaskStatus
 from . import signatures
@@ -41,8 +40,6 @@ from .schemas import (
     TaskTypesResponse,
 )
 
-# A worker is alive while its heartbeat is younger than this: three missed beats mean it is gone.
-ALIVE_WINDOW = timedelta(seconds=3 * HEARTBEAT_INTERVAL)
 # Names enqueue() takes for itself (task_func, priority, ...): a task parameter of the same name
 # could not be passed through it.
 _ENQUEUE_OPTIONS = frozenset(
@@ -262,10 +259,10 @@ async def health(request: HttpRequest, caller: Caller | None) -> HttpResponse:
     """
     local = wakeup.local_worker_count() > 0
     embedded = _embedded_worker()
+    # Alive while within its lease: the workers whose running tasks lease recovery leaves alone.
+    alive_since = timezone.now() - timedelta(seconds=get_settings().WORKER_LEASE)
     try:
-        counts = await _read_health(
-            timezone.now() - ALIVE_WINDOW, excluding=embedded.worker_id if embedded else None
-        )
+        counts = await _read_health(alive_since, excluding=embedded.worker_id if embedded else None)
     except DatabaseError:
         error = error_body(503, "unavailable", "The database does not answer; no task can be stored or run.")
         unavailable = HealthErrorResponse(
