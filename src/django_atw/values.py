@@ -129,5 +129,7 @@ class Health:
     """What the health endpoint reports from the database."""
 
     workers_alive: int
+    # The live workers' max_workers summed: how many tasks they can run at once.
+    worker_slots: int
     pending: int
     running: int

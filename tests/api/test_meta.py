@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.test import override_settings
+from django.utils import timezone
 from pydantic import BaseModel
 
-from django_atw import aenqueue, register_task
+from django_atw import aenqueue, asgi, register_task, store
 from django_atw.api.openapi import build_document
 from django_atw.api.signatures import parameters_schema
+from django_atw.models import WorkerProcess
 from django_atw.registry import unregister_task
 from tests.api.conftest import API
 
@@ -79,6 +85,7 @@ async def test_health_without_a_worker_says_stopped_and_no_local_worker(operator
     assert body == {
         "status": "stopped",
         "worker_count": 0,
+        "worker_processes": 0,
         "queue_size": 1,
         "local_worker": False,
         "queue_depth": {"pending": 1, "running": 0},
@@ -93,13 +100,66 @@ async def test_health_with_a_worker_in_the_process_says_ok(operator, worker):
     await sample.started_event("health").wait()
     response = await operator.client.get(API + "health")
     body = response.json()
-    assert (response.status_code, body["status"], body["local_worker"], body["worker_count"]) == (
-        200,
-        "ok",
-        True,
-        1,
-    )
+    assert (response.status_code, body["status"], body["local_worker"]) == (200, "ok", True)
+    assert (body["worker_count"], body["worker_processes"]) == (5, 1)  # the fixture's max_workers=5
     assert body["queue_depth"] == {"pending": 0, "running": 1}
+
+
+def _register(worker_id: str, concurrency: int) -> None:
+    store.register_worker(worker_id, "host", 1, ["default"], concurrency)
+
+
+@pytest.fixture
+async def workers_of_every_state() -> None:
+    """Two live workers (3 and 7 slots), one silent for an hour (11) and one stopping (13)."""
+    for worker_id, concurrency in [("live-a", 3), ("live-b", 7), ("silent", 11), ("stopping", 13)]:
+        await sync_to_async(_register)(worker_id, concurrency)
+    await WorkerProcess.objects.filter(id="silent").aupdate(
+        last_heartbeat=timezone.now() - timedelta(hours=1)
+    )
+    await sync_to_async(store.mark_worker_stopped)("stopping")
+
+
+async def test_health_worker_count_sums_the_task_slots_of_live_workers_only(operator, workers_of_every_state):
+    body = (await operator.client.get(API + "health")).json()
+    assert (body["status"], body["worker_count"], body["worker_processes"]) == ("ok", 10, 2)
+
+
+@pytest.mark.parametrize(("silent_for", "counted"), [(45, 1), (75, 0)])
+async def test_health_counts_a_worker_while_its_last_heartbeat_is_within_the_lease(
+    operator, silent_for, counted
+):
+    await sync_to_async(_register)("quiet", 2)
+    last = timezone.now() - timedelta(seconds=silent_for)
+    await WorkerProcess.objects.filter(id="quiet").aupdate(last_heartbeat=last)
+    with override_settings(ATW={"WORKER_LEASE": 60}):
+        body = (await operator.client.get(API + "health")).json()
+    assert (body["worker_processes"], body["worker_count"]) == (counted, 2 * counted)
+
+
+async def test_health_counts_the_embedded_worker_even_when_its_heartbeat_is_late(
+    operator, workers_of_every_state, monkeypatch
+):
+    # A running embedded worker whose row is not live (no row at all here).
+    monkeypatch.setattr(
+        asgi.engine, "worker", SimpleNamespace(worker_id="embedded", max_workers=4, running=True)
+    )
+    body = (await operator.client.get(API + "health")).json()
+    assert (body["worker_count"], body["worker_processes"]) == (14, 3)
+
+
+async def test_health_counts_the_embedded_worker_once_when_its_row_is_live(operator, worker, monkeypatch):
+    monkeypatch.setattr(asgi.engine, "worker", worker)
+    body = (await operator.client.get(API + "health")).json()
+    assert (body["worker_count"], body["worker_processes"]) == (5, 1)
+
+
+async def test_health_leaves_out_an_embedded_worker_that_is_not_running(operator, monkeypatch):
+    monkeypatch.setattr(
+        asgi.engine, "worker", SimpleNamespace(worker_id="embedded", max_workers=4, running=False)
+    )
+    body = (await operator.client.get(API + "health")).json()
+    assert (body["status"], body["worker_count"], body["worker_processes"]) == ("stopped", 0, 0)
 
 
 async def test_openapi_document_is_3_1_with_paths_under_the_include_prefix(operator):
@@ -147,9 +207,22 @@ async def test_an_unknown_path_under_the_api_answers_a_json_404(path):
     assert (response.status_code, response.json()["error"]["code"]) == (404, "not_found")
 
 
-async def test_the_document_marks_health_public_when_the_setting_does(operator):
-    from django.test import override_settings
+def test_the_document_gives_422_fastapis_body_and_every_other_error_the_detail_body():
+    paths = build_document("/atw/")["paths"]
 
+    def schema(path: str, method: str, status: str) -> str:
+        ref: str = paths[path][method]["responses"][status]["content"]["application/json"]["schema"]["$ref"]
+        return ref.rsplit("/", 1)[1]
+
+    assert schema("/atw/tasks", "post", "422") == "ValidationErrorResponse"
+    assert {schema("/atw/tasks", "post", status) for status in ("400", "401", "403", "409", "413")} == {
+        "ErrorResponse"
+    }
+    assert schema("/atw/tasks/{task_id}", "get", "404") == "ErrorResponse"
+    assert schema("/atw/health", "get", "503") == "HealthErrorResponse"
+
+
+async def test_the_document_marks_health_public_when_the_setting_does(operator):
     with override_settings(ATW={"API_PUBLIC_HEALTH": True}):
         document = (await operator.client.get(API + "openapi.json")).json()
     assert document["paths"]["/atw/health"]["get"]["security"] == []

@@ -214,7 +214,7 @@ async def test_an_internal_error_shows_the_traceback_to_staff(make_user, make_to
 
 
 async def test_an_unreachable_database_makes_health_answer_503(operator, monkeypatch):
-    async def unreachable(*args: Any) -> Any:
+    async def unreachable(*args: Any, **kwargs: Any) -> Any:
         raise DatabaseError("connection refused")
 
     monkeypatch.setattr(views, "_read_health", unreachable)

@@ -38,3 +38,8 @@ def test_reading_a_visible_task_costs_one_query_and_hides_others_tasks(
     with django_assert_num_queries(1):
         assert store.get_visible_task(task_id, owner.pk) is None
     assert store.get_visible_task(task_id, None) is not None
+
+
+def test_reading_health_costs_three_queries(django_assert_num_queries):
+    with django_assert_num_queries(3):
+        store.read_health(timezone.now() - timedelta(minutes=1), excluding="embedded")

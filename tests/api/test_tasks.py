@@ -30,11 +30,35 @@ async def test_submit_answers_201_with_the_stored_task(operator):
         "metadata", "from_cache", "task_type", "queue", "attempts",
     }  # fmt: skip
     assert (body["status"], body["task_type"], body["queue"], body["metadata"]) == (
-        "pending", "echo", "default", {"m": 1},
+        "pending", "echo", "default", {"m": 1, "task_type": "echo"},
     )  # fmt: skip
     assert response["Location"] == f"/atw/tasks/{body['id']}"
     row = await TaskRecord.objects.aget(id=body["id"])
     assert (row.args, row.kwargs, row.priority, row.created_by_id) == ([1], {"word": "w"}, 3, operator.pk)
+
+
+async def test_post_get_and_list_answers_hold_the_task_type_beside_the_metadata_given(operator):
+    posted = (await post(operator.client, {"task_type": "echo", "metadata": {"source": "nightly"}})).json()
+    fetched = (await operator.client.get(API + f"tasks/{posted['id']}")).json()
+    (listed,) = (await operator.client.get(API + "tasks")).json()["tasks"]
+    expected = {"source": "nightly", "task_type": "echo"}
+    assert (posted["metadata"], fetched["metadata"], listed["metadata"]) == (expected, expected, expected)
+
+
+async def test_the_stored_metadata_stays_as_the_caller_gave_it(operator):
+    response = await post(operator.client, {"task_type": "echo", "metadata": {"source": "nightly"}})
+    task_id = response.json()["id"]
+    assert (await aget_task_info(task_id)).metadata == {"source": "nightly"}
+
+
+async def test_a_task_enqueued_from_python_answers_with_its_type_in_metadata(operator):
+    task_id = await aenqueue("noop", created_by=operator)
+    assert (await operator.client.get(API + f"tasks/{task_id}")).json()["metadata"] == {"task_type": "noop"}
+
+
+async def test_metadata_task_type_is_the_tasks_type_even_when_the_caller_set_another(operator):
+    response = await post(operator.client, {"task_type": "noop", "metadata": {"task_type": "other", "k": 1}})
+    assert response.json()["metadata"] == {"task_type": "noop", "k": 1}
 
 
 async def test_submit_passes_task_id_queue_timeout_and_cache_options(operator):

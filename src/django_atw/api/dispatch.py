@@ -14,8 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from ..conf import get_settings
 from .auth import Caller, authenticate
-from .errors import ApiError, json_response
-from .schemas import Error, ErrorResponse
+from .errors import ApiError, ErrorKind, error_body, invalid_value, json_response
 
 logger = logging.getLogger(__name__)
 
@@ -59,22 +58,28 @@ def _refuse_constant(name: str) -> Any:
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
     """Decode a JSON object body, or raise 422 saying what is wrong with it."""
+    if not body:
+        raise invalid_value(("body",), "The body is empty; send a JSON object.", "missing")
     try:
-        value = json.loads(body or b"null", parse_constant=_refuse_constant)
+        value = json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(422, "invalid", f"The body is not valid JSON: {exc}.", field="body") from None
+        raise invalid_value(("body",), f"The body is not valid JSON: {exc}.", "json_invalid") from None
     if not isinstance(value, dict):
-        raise ApiError(
-            422, "invalid", f"The body must be a JSON object, got {type(value).__name__}.", field="body"
+        raise invalid_value(
+            ("body",), f"The body must be a JSON object, got {type(value).__name__}.", "model_attributes_type"
         )
     return value
 
 
-def _internal_error(caller: Caller | None) -> HttpResponse:
-    error = Error(code="internal", message="Internal server error; the server log has the details.")
+def _internal_error(caller: Caller | None, exc: Exception) -> HttpResponse:
+    """Answer 500; only staff users see the exception (as the original shows everyone) and its traceback."""
     if caller is not None and caller.is_staff:
-        error.traceback = traceback.format_exc()
-    return json_response(ErrorResponse(error=error), 500)
+        body = error_body(
+            500, "internal", str(exc), kind=ErrorKind(type(exc).__name__), traceback=traceback.format_exc()
+        )
+    else:
+        body = error_body(500, "internal", "Internal server error; the server log has the details.")
+    return json_response(body, 500)
 
 
 def api_view(handlers: dict[str, Handler], *, public: PublicWhen | None = None) -> Any:
@@ -104,8 +109,8 @@ def api_view(handlers: dict[str, Handler], *, public: PublicWhen | None = None) 
             return await handler(request, caller, **kwargs)
         except ApiError as exc:
             return exc.response()
-        except Exception:
+        except Exception as exc:
             logger.exception("API request failed: %s %s", request.method, request.path)
-            return _internal_error(caller)
+            return _internal_error(caller, exc)
 
     return view

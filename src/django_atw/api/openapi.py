@@ -17,12 +17,14 @@ from .. import registry
 from ..conf import get_settings
 from .schemas import (
     ErrorResponse,
+    HealthErrorResponse,
     HealthResponse,
     TaskListQuery,
     TaskListResponse,
     TaskResponse,
     TaskSubmitRequest,
     TaskTypesResponse,
+    ValidationErrorResponse,
 )
 
 VERSION = "1"
@@ -34,6 +36,8 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (TaskTypesResponse, "serialization"),
     (HealthResponse, "serialization"),
     (ErrorResponse, "serialization"),
+    (ValidationErrorResponse, "serialization"),
+    (HealthErrorResponse, "serialization"),
 ]
 _ERRORS = {
     "400": "The task type is unknown, or the parameters do not fit the task function.",
@@ -54,7 +58,8 @@ def _json(ref: str) -> dict[str, Any]:
 def _responses(success: dict[str, Any], errors: str) -> dict[str, Any]:
     responses = dict(success)
     for code in errors.split():
-        response: dict[str, Any] = {"description": _ERRORS[code], "content": _json(_ref(ErrorResponse))}
+        model = ValidationErrorResponse if code == "422" else ErrorResponse
+        response: dict[str, Any] = {"description": _ERRORS[code], "content": _json(_ref(model))}
         if code == "401":
             response["headers"] = {
                 "WWW-Authenticate": {"schema": {"type": "string"}, "description": "The Bearer challenge."}
@@ -172,7 +177,7 @@ def build_document(prefix: str = "/") -> dict[str, Any]:
                         },
                         "503": {
                             "description": "The database does not answer.",
-                            "content": _json(_ref(HealthResponse)),
+                            "content": _json(_ref(HealthErrorResponse)),
                         },
                     },
                     "401 413",

@@ -9,7 +9,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+)
 
 from ..status import TaskInfo, TaskStatus
 
@@ -93,7 +102,10 @@ class TaskListQuery(BaseModel):
 
 
 class TaskResponse(BaseModel):
-    """One task: the original's TaskResponse fields plus task_type, queue and attempts."""
+    """One task: the original's TaskResponse fields plus task_type, queue and attempts.
+
+    ``metadata`` holds ``task_type`` too, as in the original's answers.
+    """
 
     id: str
     status: TaskStatus
@@ -103,7 +115,7 @@ class TaskResponse(BaseModel):
     completed_at: datetime | None
     result: Any = None
     error: str | None
-    metadata: dict[str, Any]
+    metadata: dict[str, Any] = Field(description="The task's metadata, with task_type set to its type.")
     from_cache: bool
     task_type: str
     queue: str
@@ -120,7 +132,9 @@ class TaskResponse(BaseModel):
             completed_at=info.completed_at,
             result=info.result,
             error=info.error,
-            metadata=info.metadata,
+            # The original's router adds the task type to the metadata it stores; here the stored
+            # metadata stays the caller's, and every answer adds the type, whoever enqueued the task.
+            metadata={**info.metadata, "task_type": info.task_type},
             from_cache=info.from_cache,
             task_type=info.task_type,
             queue=info.queue,
@@ -156,7 +170,12 @@ class HealthResponse(BaseModel):
     """GET health: the original's status, worker_count and queue_size, plus django_atw's details."""
 
     status: Literal["ok", "stopped"] = Field(description="ok when at least one worker is alive.")
-    worker_count: int = Field(description="Workers alive in any process.")
+    worker_count: int = Field(
+        description="Task slots, as in the original: the max_workers of every live worker, summed."
+    )
+    worker_processes: int = Field(
+        description="Live workers: each atw_worker process and each embedded worker counts one."
+    )
     queue_size: int = Field(description="Pending tasks.")
     local_worker: bool = Field(description="Whether a worker runs in the process that answered.")
     queue_depth: dict[str, int] = Field(description="Tasks per unfinished status (pending, running).")
@@ -178,7 +197,45 @@ class Error(BaseModel):
     traceback: Annotated[str | None, Field(description="Only for staff users, on internal errors.")] = None
 
 
-class ErrorResponse(BaseModel):
-    """Every error answer: ``{"error": {"code", "message", "field", "details"}}``."""
+class ApiErrorDetail(BaseModel):
+    """The original router's error detail; the fields it has no value for are left out."""
 
+    message: str
+    error_type: str = Field(description="What failed, e.g. TaskError, TaskDefinitionError, NotAuthenticated.")
+    category: str | None = Field(None, description="As the original spells it, e.g. ErrorCategory.RESOURCE.")
+    task_id: str | None = None
+    is_retryable: bool | None = None
+
+    @model_serializer(mode="wrap")
+    def _leave_out_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # The original dumps its detail with exclude_none=True.
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+
+class ValidationProblem(BaseModel):
+    """One schema violation, as FastAPI reports it: ``loc`` starts with "body" or "query"."""
+
+    loc: list[str | int]
+    msg: str
+    type: str = Field(description="pydantic's error type, e.g. missing, int_parsing, extra_forbidden.")
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer but 422: the original's ``detail`` and django-atw's ``error``."""
+
+    detail: ApiErrorDetail
+    error: Error
+
+
+class ValidationErrorResponse(BaseModel):
+    """422: ``detail`` lists every problem as FastAPI does, ``error`` as in every error."""
+
+    detail: list[ValidationProblem]
+    error: Error
+
+
+class HealthErrorResponse(HealthResponse):
+    """GET health's 503: the health fields (``database`` false) and the error fields."""
+
+    detail: ApiErrorDetail
     error: Error

@@ -19,18 +19,18 @@ from django.urls import reverse
 from django.utils import timezone
 from pydantic import ValidationError
 
-from .. import adding, registry, shortcuts, store
+from .. import adding, asgi, registry, shortcuts, store
 from ..conf import get_settings
 from ..engine import wakeup
-from ..engine.housekeeping import HEARTBEAT_INTERVAL
 from ..exceptions import DuplicateTaskIdError, TaskDefinitionError
 from ..status import TaskStatus
 from . import signatures
 from .auth import ADD, CHANGE, VIEW, Caller
 from .dispatch import api_view, parse_json_object, read_body
-from .errors import ApiError, invalid, json_response
+from .errors import NO_ENDPOINT, ApiError, error_body, invalid, invalid_value, json_response
 from .openapi import build_document
 from .schemas import (
+    HealthErrorResponse,
     HealthResponse,
     TaskListQuery,
     TaskListResponse,
@@ -40,8 +40,6 @@ from .schemas import (
     TaskTypesResponse,
 )
 
-# A worker is alive while its heartbeat is younger than this: three missed beats mean it is gone.
-ALIVE_WINDOW = timedelta(seconds=3 * HEARTBEAT_INTERVAL)
 # Names enqueue() takes for itself (task_func, priority, ...): a task parameter of the same name
 # could not be passed through it.
 _ENQUEUE_OPTIONS = frozenset(
@@ -56,23 +54,22 @@ _read_health = sync_to_async(store.read_health)
 
 
 def _not_found(task_id: str) -> ApiError:
-    return ApiError(404, "not_found", f"No task with id {task_id!r}.", field="task_id")
+    return ApiError(404, "not_found", f"No task with id {task_id!r}.", field="task_id", task_id=task_id)
 
 
-def _check_storable(value: Any, where: str) -> None:
-    """Raise 422 naming ``where`` for a string no database column can hold (NUL, lone surrogate)."""
+def _check_storable(value: Any, loc: tuple[str | int, ...]) -> None:
+    """Raise 422 naming ``loc`` for a string no database column can hold (NUL, lone surrogate)."""
     if isinstance(value, str):
         if "\x00" in value or (not value.isascii() and _has_surrogate(value)):
-            raise ApiError(
-                422, "invalid", f"{where} holds a NUL or unpaired surrogate character.", field=where
-            )
+            where = ".".join(str(part) for part in loc[1:])
+            raise invalid_value(loc, f"{where} holds a NUL or unpaired surrogate character.")
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _check_storable(item, f"{where}.{index}")
+            _check_storable(item, (*loc, index))
     elif isinstance(value, dict):
         for key, item in value.items():
-            _check_storable(key, where)
-            _check_storable(item, f"{where}.{key}")
+            _check_storable(key, loc)
+            _check_storable(item, (*loc, key))
 
 
 def _has_surrogate(text: str) -> bool:
@@ -92,7 +89,7 @@ async def submit_task(request: HttpRequest, caller: Caller) -> HttpResponse:
     try:
         body = TaskSubmitRequest.model_validate(parse_json_object(read_body(request)))
     except ValidationError as exc:
-        raise invalid(exc) from None
+        raise invalid(exc, "body") from None
     func = registry.get_task_function(body.task_type)
     if func is None:
         known = ", ".join(registry.get_all_task_types()) or "none"
@@ -103,7 +100,7 @@ async def submit_task(request: HttpRequest, caller: Caller) -> HttpResponse:
             field="task_type",
         )
     for name in ("params", "args", "metadata"):
-        _check_storable(getattr(body, name), name)
+        _check_storable(getattr(body, name), ("body", name))
     clashing = sorted(set(body.params) & _ENQUEUE_OPTIONS)
     if clashing:
         raise ApiError(
@@ -133,7 +130,7 @@ async def submit_task(request: HttpRequest, caller: Caller) -> HttpResponse:
     try:
         task_id = await adding.aenqueue(body.task_type, *body.args, **options, **body.params)
     except DuplicateTaskIdError as exc:
-        raise ApiError(409, "duplicate_task_id", str(exc), field="task_id") from None
+        raise ApiError(409, "duplicate_task_id", str(exc), field="task_id", task_id=exc.task_id) from None
     except TaskDefinitionError as exc:
         raise ApiError(400, "invalid_task", str(exc)) from None
     info = await shortcuts.aget_task_info(task_id)
@@ -157,8 +154,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         if not isinstance(task_id, str) or when.tzinfo is None:
             raise ValueError
     except (ValueError, TypeError, UnicodeDecodeError):
-        raise ApiError(
-            422, "invalid", "cursor is not a value this API gave as 'next'; start without it.", field="cursor"
+        raise invalid_value(
+            ("query", "cursor"), "cursor is not a value this API gave as 'next'; start without it."
         ) from None
     return when, task_id
 
@@ -168,7 +165,7 @@ async def list_tasks(request: HttpRequest, caller: Caller) -> HttpResponse:
     try:
         query = TaskListQuery.model_validate(request.GET.dict())
     except ValidationError as exc:
-        raise invalid(exc) from None
+        raise invalid(exc, "query") from None
     owner_id = await caller.owner_filter()
     if query.created_by == "me":
         owner_id = caller.user.pk
@@ -213,7 +210,10 @@ async def cancel_task(request: HttpRequest, caller: Caller, task_id: str) -> Htt
     info = await _visible_task(caller, task_id)
     if not info.status.is_terminal and not await shortcuts.acancel_task(task_id):
         raise ApiError(
-            409, "not_cancellable", f"Task {task_id!r} could not be cancelled: it finished meanwhile."
+            409,
+            "not_cancellable",
+            f"Task {task_id!r} could not be cancelled: it finished meanwhile.",
+            task_id=task_id,
         )
     return HttpResponse(status=204)
 
@@ -244,24 +244,43 @@ async def task_types(request: HttpRequest, caller: Caller) -> HttpResponse:
     return json_response(TaskTypesResponse(task_types=[t.name for t in described], types=described))
 
 
+def _embedded_worker() -> Any:
+    """The worker the ASGI server runs in this process (``django_atw.asgi``), if it is running."""
+    worker = asgi.engine.worker
+    return worker if worker is not None and worker.running else None
+
+
 async def health(request: HttpRequest, caller: Caller | None) -> HttpResponse:
-    """GET health: 200 while the database answers (status ok when a worker is alive), else 503."""
+    """GET health: 200 while the database answers (status ok when a worker is alive), else 503.
+
+    worker_count is the original's: task slots (its pool's size), here summed over the live
+    workers of every process. This process's embedded worker counts once, even when its heartbeat
+    is late: it is running.
+    """
     local = wakeup.local_worker_count() > 0
+    embedded = _embedded_worker()
+    # Alive while within its lease: the workers whose running tasks lease recovery leaves alone.
+    alive_since = timezone.now() - timedelta(seconds=get_settings().WORKER_LEASE)
     try:
-        counts = await _read_health(timezone.now() - ALIVE_WINDOW)
+        counts = await _read_health(alive_since, excluding=embedded.worker_id if embedded else None)
     except DatabaseError:
-        body = HealthResponse(
+        error = error_body(503, "unavailable", "The database does not answer; no task can be stored or run.")
+        unavailable = HealthErrorResponse(
             status="stopped",
             worker_count=0,
+            worker_processes=0,
             queue_size=0,
             local_worker=local,
             queue_depth={},
             database=False,
+            **dict(error),
         )
-        return json_response(body, 503)
+        return json_response(unavailable, 503)
+    processes = counts.workers_alive + (1 if embedded else 0)
     body = HealthResponse(
-        status="ok" if counts.workers_alive > 0 else "stopped",
-        worker_count=counts.workers_alive,
+        status="ok" if processes > 0 else "stopped",
+        worker_count=counts.worker_slots + (embedded.max_workers if embedded else 0),
+        worker_processes=processes,
         queue_size=counts.pending,
         local_worker=local,
         queue_depth={TaskStatus.PENDING.value: counts.pending, TaskStatus.RUNNING.value: counts.running},
@@ -278,7 +297,9 @@ async def openapi_document(request: HttpRequest, caller: Caller) -> HttpResponse
 
 async def unknown_path(request: HttpRequest, caller: Caller | None) -> HttpResponse:
     """Any other path under the API: a JSON 404 that lists where to look."""
-    raise ApiError(404, "not_found", f"No API endpoint at {request.path!r}; see openapi.json.")
+    raise ApiError(
+        404, "not_found", f"No API endpoint at {request.path!r}; see openapi.json.", kind=NO_ENDPOINT
+    )
 
 
 def _public_health() -> bool:

@@ -131,16 +131,22 @@ def list_tasks_page(
     return rows[:limit], (last.created_at, last.id)
 
 
-def read_health(alive_since: datetime) -> Health:
-    """Count live workers (heartbeat after ``alive_since``, not stopping) and pending/running tasks.
+def read_health(alive_since: datetime, *, excluding: str | None = None) -> Health:
+    """Count live workers, their task slots, and pending and running tasks.
 
-    Finished tasks are not counted: each count here is served by a partial index (claim and
-    running indexes), so a health probe stays cheap however many finished rows are kept.
+    A worker is live when it is not stopping and its heartbeat came after ``alive_since``;
+    ``excluding`` names one the caller counts itself (its own in-process worker). Three queries.
+    Finished tasks are not counted: each task count is served by a partial index (claim and
+    running indexes), so a health probe stays cheap however many finished rows are kept. Live
+    workers are few (one row per process), so their slots are summed here.
     """
-    workers = WorkerProcess.objects.filter(stopping=False, last_heartbeat__gte=alive_since).count()
+    live = WorkerProcess.objects.filter(stopping=False, last_heartbeat__gte=alive_since)
+    if excluding is not None:
+        live = live.exclude(id=excluding)
+    slots = list(live.values_list("concurrency", flat=True))
     pending = TaskRecord.objects.filter(status=TaskStatus.PENDING.value).count()
     running = TaskRecord.objects.filter(status=TaskStatus.RUNNING.value).count()
-    return Health(workers_alive=workers, pending=pending, running=running)
+    return Health(workers_alive=len(slots), worker_slots=sum(slots), pending=pending, running=running)
 
 
 # --- live events ----------------------------------------------------------------------------
