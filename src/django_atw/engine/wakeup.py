@@ -106,13 +106,12 @@ def _call(loop: asyncio.AbstractEventLoop, func: Callable[..., object], *args: o
             loop.call_soon_threadsafe(func, *args)
 
 
-class PostgresListener:
-    """LISTEN for added tasks and cancel requests on a dedicated psycopg async connection.
+class _ReconnectingListener:
+    """One asyncio task that listens for wake-ups and cancels, and reconnects with backoff.
 
-    Runs as one task on the worker's loop. ``wake`` is called when tasks were added to one of
-    ``queues`` (by any process, on commit), ``cancel(task_id)`` when a cancel was requested.
-    A dropped connection is logged and reopened with backoff; after a reconnect the worker is
-    woken once, since notifications sent meanwhile are lost.
+    Subclasses implement ``_session``: connect, subscribe, call ``ready()``, then deliver
+    messages until the connection fails (raise) or listening has no purpose (return). After a
+    reconnect the worker is woken once, since messages sent meanwhile are lost.
     """
 
     def __init__(
@@ -121,26 +120,13 @@ class PostgresListener:
         queues: Iterable[str],
         wake: Callable[[], None],
         cancel: Callable[[str], object],
-        alias: str = "default",
     ) -> None:
         self._name = name
         self._queues = frozenset(queues)
         self._wake = wake
         self._cancel = cancel
-        self._alias = alias
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
-
-    @staticmethod
-    def available(alias: str = "default") -> bool:
-        """True when the database is PostgreSQL (and psycopg 3 is importable)."""
-        if connections[alias].vendor != "postgresql":
-            return False
-        try:
-            import psycopg  # noqa: F401
-        except ImportError:
-            return False
-        return True
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"atw-listen-{self._name}")
@@ -151,34 +137,25 @@ class PostgresListener:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
-    def _params(self) -> dict[str, Any]:
-        params = dict(connections[self._alias].get_connection_params())
-        for name in _DJANGO_ONLY_PARAMS:
-            params.pop(name, None)
-        return params
+    async def _session(self, ready: Callable[[], None]) -> None:
+        raise NotImplementedError
 
     async def _run(self) -> None:
-        import psycopg
-
         delay = RECONNECT_DELAY
         lost = False
+
+        def ready() -> None:
+            nonlocal delay
+            if lost:
+                logger.info("wake-up listener reconnected worker=%s", self._name)
+                self._wake()  # messages sent while disconnected are lost
+            delay = RECONNECT_DELAY
+            self.connected.set()
+
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(**self._params(), autocommit=True)
-                async with conn:
-                    await conn.execute(f"LISTEN {TASK_ADDED_CHANNEL}")
-                    await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
-                    if lost:
-                        logger.info("wake-up listener reconnected worker=%s", self._name)
-                        self._wake()  # notifications sent while disconnected are lost
-                    delay = RECONNECT_DELAY
-                    self.connected.set()
-                    async for note in conn.notifies():
-                        if note.channel == TASK_ADDED_CHANNEL:
-                            if note.payload in self._queues:
-                                self._wake()
-                        elif note.channel == CANCEL_CHANNEL:
-                            self._cancel(note.payload)
+                await self._session(ready)
+                return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -191,6 +168,58 @@ class PostgresListener:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_RECONNECT_DELAY)
+
+
+class PostgresListener(_ReconnectingListener):
+    """LISTEN for added tasks and cancel requests on a dedicated psycopg async connection.
+
+    ``wake`` is called when tasks were added to one of ``queues`` (by any process, on commit),
+    ``cancel(task_id)`` when a cancel was requested.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        queues: Iterable[str],
+        wake: Callable[[], None],
+        cancel: Callable[[str], object],
+        alias: str = "default",
+    ) -> None:
+        super().__init__(name, queues, wake, cancel)
+        self._alias = alias
+
+    @staticmethod
+    def available(alias: str = "default") -> bool:
+        """True when the database is PostgreSQL (and psycopg 3 is importable)."""
+        if connections[alias].vendor != "postgresql":
+            return False
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def _params(self) -> dict[str, Any]:
+        params = dict(connections[self._alias].get_connection_params())
+        for name in _DJANGO_ONLY_PARAMS:
+            params.pop(name, None)
+        return params
+
+    async def _session(self, ready: Callable[[], None]) -> None:
+        import psycopg
+
+        conn = await psycopg.AsyncConnection.connect(**self._params(), autocommit=True)
+        async with conn:
+            await conn.execute(f"LISTEN {TASK_ADDED_CHANNEL}")
+            await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
+            ready()
+            async for note in conn.notifies():
+                if note.channel == TASK_ADDED_CHANNEL:
+                    if note.payload in self._queues:
+                        self._wake()
+                elif note.channel == CANCEL_CHANNEL:
+                    self._cancel(note.payload)
+        raise ConnectionError("the LISTEN connection closed")
 
 
 def remote_layer() -> Any:
@@ -236,69 +265,26 @@ def broadcast(*, queues: Iterable[str] = (), cancel: str | None = None) -> None:
         async_to_sync(abroadcast)(queues=list(queues), cancel=cancel)
 
 
-class ChannelLayerListener:
+class ChannelLayerListener(_ReconnectingListener):
     """Receive wake-ups from the channel layer on the worker's loop (databases without NOTIFY).
 
-    Joins ``WAKEUP_GROUP`` with a channel of its own. A failure (Redis restarting) is logged
-    and the listener joins again with backoff; after a rejoin the worker is woken once.
+    Joins ``WAKEUP_GROUP`` with a channel of its own; a failure (Redis restarting) rejoins.
     """
 
-    def __init__(
-        self,
-        name: str,
-        queues: Iterable[str],
-        wake: Callable[[], None],
-        cancel: Callable[[str], object],
-    ) -> None:
-        self._name = name
-        self._queues = frozenset(queues)
-        self._wake = wake
-        self._cancel = cancel
-        self._task: asyncio.Task[None] | None = None
-        self.connected = asyncio.Event()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"atw-layer-listen-{self._name}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    async def _run(self) -> None:
-        delay = RECONNECT_DELAY
-        lost = False
-        while True:
-            layer = remote_layer()
-            if layer is None:
-                return
-            channel: str | None = None
-            try:
-                channel = await layer.new_channel()
-                await layer.group_add(WAKEUP_GROUP, channel)
-                if lost:
-                    logger.info("wake-up listener reconnected worker=%s", self._name)
-                    self._wake()
-                delay = RECONNECT_DELAY
-                self.connected.set()
-                await self._receive(layer, channel)
-            except asyncio.CancelledError:
-                if channel is not None:
-                    with contextlib.suppress(Exception):
-                        async with asyncio.timeout(BROADCAST_TIMEOUT):
-                            await layer.group_discard(WAKEUP_GROUP, channel)
-                raise
-            except Exception as exc:
-                lost = True
-                self.connected.clear()
-                logger.warning(
-                    "wake-up listener lost the channel layer (%s); polling meanwhile, retrying in %.1fs",
-                    _brief(exc),
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_RECONNECT_DELAY)
+    async def _session(self, ready: Callable[[], None]) -> None:
+        layer = remote_layer()
+        if layer is None:
+            return
+        channel = await layer.new_channel()
+        try:
+            await layer.group_add(WAKEUP_GROUP, channel)
+            ready()
+            await self._receive(layer, channel)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(BROADCAST_TIMEOUT):
+                    await layer.group_discard(WAKEUP_GROUP, channel)
+            raise
 
     async def _receive(self, layer: Any, channel: str) -> None:
         loop = asyncio.get_running_loop()
