@@ -19,10 +19,11 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from django.utils import timezone
 
-from .. import events, registry, store, submit
+from .. import registry, store, submit
 from ..cache import AsyncCacheAdapter
 from ..conf import get_settings
 from ..exceptions import QueueFullError, TaskArgumentError
+from ..realtime.publisher import EventPublisher
 from ..shortcuts import check_list_filters
 from ..status import TaskInfo, TaskStatus
 from ..store import Outcome
@@ -146,7 +147,7 @@ class AsyncTaskWorker:
                 cleanup_interval=cache_cleanup_interval,
             )
         )
-        self._events: events.EventPublisher | None = None
+        self._events: EventPublisher | None = None
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> AsyncTaskWorker:
@@ -203,7 +204,7 @@ class AsyncTaskWorker:
             await self._register()
             self._futures = TaskFutureManager()
             # Live events to the channel layer, when one is configured.
-            self._events = events.EventPublisher.for_worker(self.worker_id)
+            self._events = EventPublisher.for_worker(self.worker_id)
             if self._events is not None:
                 self._events.start()
             self._progress = ProgressTracker(self._progress_changed)

@@ -1,0 +1,36 @@
+"""Every channel-layer group name and message type of django_atw, and nothing else.
+
+Task events go to two groups: ``atw.task.<id>`` (clients watching that task) and
+``atw.tasks`` (clients watching a task list; each filters by its own criteria and
+permissions). No other module spells a group name: this is where they change, and where a
+custom task id is made safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+LIST_GROUP = "atw.tasks"
+TASK_GROUP_PREFIX = "atw.task."
+# The consumer method that receives events: Channels maps "atw.task" to ``atw_task``.
+EVENT_TYPE = "atw.task"
+
+# Channels accepts group names of ASCII letters, digits, hyphens, underscores and periods,
+# shorter than 100 characters; other task ids get a digest instead.
+_GROUP_SAFE = re.compile(r"[A-Za-z0-9._-]{1,80}")
+
+
+def task_group(task_id: str) -> str:
+    """Return the channel-layer group of one task's events."""
+    if _GROUP_SAFE.fullmatch(task_id):
+        return TASK_GROUP_PREFIX + task_id
+    return TASK_GROUP_PREFIX + "h" + hashlib.sha256(task_id.encode()).hexdigest()[:40]
+
+
+__all__ = [
+    "EVENT_TYPE",
+    "LIST_GROUP",
+    "TASK_GROUP_PREFIX",
+    "task_group",
+]
