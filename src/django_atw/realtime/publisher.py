@@ -23,10 +23,19 @@ from .. import store
 from ..engine.db import DatabaseThread
 from ..status import TaskStatus
 from .groups import LIST_GROUP, task_group
-from .layer import get_layer
+from .layer import count_dropped, get_layer, group_send
 from .payloads import MAX_RESULT_BYTES, event_message
 
 logger = logging.getLogger(__name__)
+
+# Changes a publisher holds while the layer is slow or hung. A worker queues one item per task
+# start, per outcome and per flushed progress value (at most one per task per flush), so this
+# is several seconds' worth for thousands of running tasks; beyond it the oldest progress is
+# dropped first (a newer value of the same task supersedes it anyway).
+MAX_PENDING = 10_000
+# Seconds ``stop`` waits for queued events: a healthy layer needs milliseconds, a hung one
+# gets one ``SEND_TIMEOUT`` and the database read before it; what is left then is dropped.
+STOP_TIMEOUT = 2.0
 
 # Ids of the workers of this process that publish their own events (see ``Relay``).
 _local_workers: set[str] = set()
@@ -38,12 +47,22 @@ def publishes_here(worker_id: str) -> bool:
 
 
 async def publish_rows(layer: Any, rows: Iterable[dict[str, Any]]) -> int:
-    """Send each row's event to its task group and to the list group; return how many."""
+    """Send each row's event to its task group and to the list group; return how many went.
+
+    Each send is bounded (``layer.SEND_TIMEOUT``). The first one the layer fails or does not
+    take ends the call and the rest are dropped: the next would most likely fail the same way,
+    after as long a wait.
+    """
+    rows = list(rows)
     sent = 0
     for row in rows:
         message = event_message(row)
-        await layer.group_send(task_group(row["id"]), message)
-        await layer.group_send(LIST_GROUP, message)
+        if not (
+            await group_send(layer, task_group(row["id"]), message)
+            and await group_send(layer, LIST_GROUP, message)
+        ):
+            count_dropped(layer, len(rows) - sent)
+            break
         sent += 1
     return sent
 
@@ -66,7 +85,9 @@ class EventPublisher:
     when a task starts, then sends to the layer) runs in its own asyncio task and never delays
     the engine's claims or writes. Progress and outcomes are built from the row read at start,
     so they cost no query. Several updates of one task waiting together collapse to the newest
-    of each status, so a slow layer delays events but never queues stale ones.
+    of each status, so a slow layer delays events but never queues stale ones. A hung layer
+    costs at most ``SEND_TIMEOUT`` per batch; the backlog is bounded by ``MAX_PENDING`` and
+    ``stop`` by its timeout.
     """
 
     def __init__(self, layer: Any, worker_id: str) -> None:
@@ -78,6 +99,13 @@ class EventPublisher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._overflowing = False
+        self.dropped = 0  # changes dropped from a full backlog, since start
+
+    @property
+    def pending(self) -> int:
+        """The number of changes waiting to be published."""
+        return len(self._queue)
 
     @classmethod
     def for_worker(cls, worker_id: str) -> EventPublisher | None:
@@ -89,20 +117,30 @@ class EventPublisher:
         _local_workers.add(self._worker_id)
         self._task = asyncio.create_task(self._run(), name=f"atw-events-{self._worker_id}")
 
-    async def stop(self) -> None:
-        """Publish what is queued, then stop."""
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Publish what is queued for up to ``timeout`` seconds, drop the rest, then stop."""
         self._stopping = True
         self._wake.set()
-        if self._task is not None:
-            await self._task
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await asyncio.wait({task}, timeout=timeout)
+            finally:
+                if not task.done():
+                    logger.warning(
+                        "task events not published within %.1fs of stopping were dropped worker=%s",
+                        timeout,
+                        self._worker_id,
+                    )
+                    task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         _local_workers.discard(self._worker_id)
         await self._db.close()
 
     # --- hooks called by the engine on its loop (cheap: no I/O) ---
 
     def task_started(self, claim: store.ClaimedTask) -> None:
-        self._queue.append(("read", claim.id, None))
-        self._wake.set()
+        self._enqueue([("read", claim.id, None)])
 
     # The writer calls these right after its commit and before it starts the next write, so
     # their stamp orders the change after this write and before the next, as the rows'
@@ -110,13 +148,53 @@ class EventPublisher:
 
     def progress_committed(self, progress: Sequence[tuple[str, float]]) -> None:
         stamp = timezone.now()
-        self._queue.extend(("progress", item, stamp) for item in progress)
-        self._wake.set()
+        self._enqueue([("progress", item, stamp) for item in progress])
 
     def outcomes_committed(self, outcomes: Sequence[store.Outcome]) -> None:
         stamp = timezone.now()
-        self._queue.extend(("outcome", outcome, stamp) for outcome in outcomes)
+        self._enqueue([("outcome", outcome, stamp) for outcome in outcomes])
+
+    def _enqueue(self, items: list[tuple[str, Any, datetime | None]]) -> None:
+        self._queue.extend(items)
+        if len(self._queue) > MAX_PENDING:
+            self._make_room()
         self._wake.set()
+
+    def _make_room(self) -> None:
+        """Shrink a full backlog to ``MAX_PENDING``: superseded progress, then the oldest
+        progress, then (a backlog of starts and outcomes only) the oldest changes go."""
+        queue = self._queue
+        newest = {item[0]: index for index, (kind, item, _) in enumerate(queue) if kind == "progress"}
+        queue = [
+            entry
+            for index, entry in enumerate(queue)
+            if entry[0] != "progress" or newest[entry[1][0]] == index
+        ]
+        excess = len(queue) - MAX_PENDING
+        if excess > 0:
+            kept = []
+            for entry in queue:
+                if excess > 0 and entry[0] == "progress":
+                    excess -= 1
+                else:
+                    kept.append(entry)
+            queue = kept
+        if excess > 0:
+            for kind, item, _ in queue[:excess]:
+                if kind == "outcome":
+                    self._rows.pop(self._task_id(kind, item), None)
+            queue = queue[excess:]
+        dropped = len(self._queue) - len(queue)
+        self._queue = queue
+        self.dropped += dropped
+        count_dropped(self._layer, dropped)
+        if not self._overflowing:
+            self._overflowing = True
+            logger.warning(
+                "task event backlog is full (%d changes): dropping the oldest progress first worker=%s",
+                MAX_PENDING,
+                self._worker_id,
+            )
 
     # --- publishing ---
 
@@ -127,13 +205,22 @@ class EventPublisher:
             batch, self._queue = self._queue, []
             if batch:
                 try:
-                    await self._publish(batch)
+                    complete = await self._publish(batch)
                 except Exception:
                     logger.exception("could not publish %d task events", len(batch))
+                    complete = False
+                if complete and self._overflowing and not self._queue:
+                    self._overflowing = False
+                    logger.info(
+                        "task event backlog drained; %d changes dropped since start worker=%s",
+                        self.dropped,
+                        self._worker_id,
+                    )
             if self._stopping and not self._queue:
                 return
 
-    async def _publish(self, batch: list[tuple[str, Any, datetime | None]]) -> None:
+    async def _publish(self, batch: list[tuple[str, Any, datetime | None]]) -> bool:
+        """Publish a batch of changes; return False if the layer did not take all of them."""
         need = {self._task_id(kind, item) for kind, item, _ in batch}
         need = {task_id for task_id in need if task_id not in self._rows}
         read: dict[str, dict[str, Any]] = {}
@@ -150,7 +237,7 @@ class EventPublisher:
                 key = (task_id, str(after["status"]))
                 latest.pop(key, None)  # re-insert: keep the position of the newest
                 latest[key] = after
-        await publish_rows(self._layer, latest.values())
+        return await publish_rows(self._layer, latest.values()) == len(latest)
 
     @staticmethod
     def _task_id(kind: str, item: Any) -> str:

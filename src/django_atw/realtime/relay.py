@@ -13,7 +13,7 @@ from django.utils import timezone
 from .. import store
 from ..engine.db import DatabaseThread
 from .layer import crosses_processes
-from .publisher import publish_rows, publishes_here
+from .publisher import STOP_TIMEOUT, publish_rows, publishes_here
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,8 @@ class Relay:
     adds only changes made outside a worker: tasks enqueued, cancelled before they ran, or
     returned to pending. With the in-memory layer, which never leaves its process, it also
     relays what workers in other processes do, so their progress still reaches this process's
-    clients, every ``interval`` seconds.
+    clients, every ``interval`` seconds. Sends to a hung layer are bounded and dropped (see
+    ``realtime.layer``), and so is ``stop``.
     """
 
     def __init__(self, layer: Any, interval: float) -> None:
@@ -46,10 +47,16 @@ class Relay:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="atw-relay")
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Let a poll under way finish for up to ``timeout`` seconds, then stop."""
         self._stop.set()
-        if self._task is not None:
-            await self._task
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await asyncio.wait({task}, timeout=timeout)
+            finally:
+                task.cancel()  # does nothing if it finished
+                await asyncio.gather(task, return_exceptions=True)
         await self._db.close()
 
     async def _run(self) -> None:
