@@ -124,7 +124,7 @@ async def measure_latency(clients: int, samples: int, pace: float, interval: flo
     from django.contrib.auth.models import User
 
     from django_atw import AsyncTaskWorker, aenqueue
-    from django_atw.routing import websocket_urlpatterns
+    from django_atw.realtime.routing import websocket_urlpatterns
 
     user = await sync_to_async(lambda: User.objects.get_or_create(username="bench", is_superuser=True)[0])()
     task_id = await aenqueue(PROGRESS_TASK, samples, pace)

@@ -46,17 +46,18 @@ class EmbeddedEngine:
         if self._loop is loop:
             return False
         self._loop = loop
-        from . import events
         from .engine.worker import AsyncTaskWorker
+        from .realtime.layer import get_layer
+        from .realtime.relay import Relay
 
         conf = get_settings()
         try:
             if conf.EMBEDDED_WORKER:
                 self.worker = AsyncTaskWorker.from_settings()
                 await self.worker.start()
-            layer = events.get_layer()
+            layer = get_layer()
             if layer is not None and conf.RELAY_INTERVAL is not None:
-                self.relay = events.Relay(layer, conf.RELAY_INTERVAL)
+                self.relay = Relay(layer, conf.RELAY_INTERVAL)
                 self.relay.start()
         except BaseException:
             await self.stop(via)
@@ -232,6 +233,6 @@ def websocket_application() -> Any:
     from channels.routing import URLRouter
     from channels.security.websocket import AllowedHostsOriginValidator
 
-    from .routing import websocket_urlpatterns
+    from .realtime.routing import websocket_urlpatterns
 
     return AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))

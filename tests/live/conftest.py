@@ -14,7 +14,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Permission, User
 from django.test import override_settings
 
-from django_atw.routing import websocket_urlpatterns
+from django_atw.realtime.routing import websocket_urlpatterns
 
 IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}}
 SOCKET_PATH = "/ws/atw/tasks/"

@@ -12,8 +12,8 @@ from django.test import Client, override_settings
 
 from django_atw import TaskStatus, aenqueue, aget_task_info
 from django_atw.asgi import websocket_application
-from django_atw.events import Relay
-from django_atw.routing import websocket_urlpatterns
+from django_atw.realtime.relay import Relay
+from django_atw.realtime.routing import websocket_urlpatterns
 from tests.conftest import wait_until
 from tests.live.conftest import SOCKET_PATH, frame, frames_until
 from tests.sampleapp import tasks

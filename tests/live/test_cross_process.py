@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from django_atw import aenqueue
-from django_atw.events import Relay
+from django_atw.realtime.relay import Relay
 from tests.helpers.processes import ROOT, django_command, subprocess_env
 from tests.live.conftest import frame, frames_until
 from tests.sampleapp import tasks

@@ -10,7 +10,9 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from django_atw import aenqueue, store
-from django_atw.events import LIST_GROUP, MAX_RESULT_BYTES, Relay, task_group, task_payload
+from django_atw.realtime.groups import LIST_GROUP, task_group
+from django_atw.realtime.payloads import MAX_RESULT_BYTES, task_payload
+from django_atw.realtime.relay import Relay
 from tests.sampleapp import tasks
 
 

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connection
 
-from .. import events, store
+from .. import store
+from ..realtime.publisher import EventPublisher
 from ..values import Outcome
 from . import wakeup
 from .caching import ResultCache
@@ -56,7 +57,7 @@ class Runtime:
         # commit (and the reverse). SQLite has one writer per file: a second connection would
         # only queue on its lock, so there both share one thread.
         self.write_db = DatabaseThread(f"atw-write-{worker_id}") if connection.vendor != "sqlite" else self.db
-        self.events: events.EventPublisher | None = None
+        self.events: EventPublisher | None = None
         self.progress = ProgressTracker(self._progress_changed)
         self.writer: OutcomeWriter | None = None
         self.pool: WorkerPool | None = None
@@ -83,7 +84,7 @@ class Runtime:
         stack.push_async_callback(self._close_threads)
         await self.register()
         stack.push_async_callback(self._mark_stopped)
-        self.events = events.EventPublisher.for_worker(self.worker_id)
+        self.events = EventPublisher.for_worker(self.worker_id)
         if self.events is not None:
             self.events.start()
             stack.push_async_callback(self._bounded, "event publisher", self.events.stop)

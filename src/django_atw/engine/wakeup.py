@@ -5,8 +5,9 @@ loops, from any thread. Across processes on PostgreSQL, ``store`` NOTIFYs in the
 that adds or releases tasks (and on a cancel request), and each worker's ``PostgresListener``
 LISTENs on its own connection. On other databases, when a channel layer that crosses
 processes (Redis) is configured, ``broadcast``/``abroadcast`` send a message to the group
-``WAKEUP_GROUP`` and each worker's ``ChannelLayerListener`` receives it. Polling at the
-worker's poll interval stays the fallback: a lost wake-up only delays a task, never loses it.
+``WAKEUP_GROUP`` (named in ``realtime.groups``) and each worker's ``ChannelLayerListener``
+receives it. Polling at the worker's poll interval stays the fallback: a lost wake-up only
+delays a task, never loses it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.db import connections
 
+from ..realtime.groups import CANCEL_REQUESTED, TASKS_ADDED, WAKEUP_GROUP
 from ..store import CANCEL_CHANNEL, TASK_ADDED_CHANNEL
 
 logger = logging.getLogger(__name__)
@@ -30,11 +32,6 @@ logger = logging.getLogger(__name__)
 # double up to the cap so a long outage does not flood the logs or the server.
 RECONNECT_DELAY = 0.5
 MAX_RECONNECT_DELAY = 10.0
-# The channel-layer group every worker joins when wake-ups travel over the channel layer, and
-# the message types sent to it (Channels maps "atw.wakeup" to a handler name; none is needed).
-WAKEUP_GROUP = "atw.wakeup"
-TASKS_ADDED = "atw.wakeup.added"
-CANCEL_REQUESTED = "atw.wakeup.cancel"
 # Seconds a broadcast may take before it is given up (the layer is down: polling covers it).
 BROADCAST_TIMEOUT = 1.0
 # Seconds between re-joins of the group: channels_redis forgets a membership after a day.
