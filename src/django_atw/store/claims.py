@@ -7,6 +7,7 @@ statement per kind of outcome stores a batch of results.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -127,8 +128,8 @@ def write_batch(worker_id: str, progress: Sequence[tuple[str, float]], outcomes:
     in the same attempt), so a worker that lost a task (cancelled elsewhere, or reclaimed after
     its lease, even by itself) never overwrites it. Retries go back to pending in the same
     transaction (on PostgreSQL with a NOTIFY when they are due at once).
-    On PostgreSQL each kind is one ``UPDATE ... FROM (VALUES ...)`` statement: a round trip per
-    row would cost more than the tasks themselves. SQLite has no network: ``executemany``.
+    Each kind of row is one ``UPDATE ... FROM`` statement (see ``_update_running``): a round trip
+    per row would cost more than the tasks themselves.
     """
     now = timezone.now()
     progress_rows = [(task_id, value) for task_id, value in progress]
@@ -211,33 +212,38 @@ def _update_running(
 
     An ``attempts`` column is a fence, not a value: the row must still be in that attempt
     (0 skips the check). ``fixed`` is extra ``column = value, `` assignments for every row.
-    On PostgreSQL one statement with one array per column (``pg_types`` name their element
-    types): its text is the same for any number of rows, so the driver never re-parses it.
+    One statement whose text is the same for any number of rows, so it is parsed once: on
+    PostgreSQL the rows travel as one array per column (``pg_types`` name their element types),
+    on SQLite as one JSON array of rows that ``json_each`` unpacks.
     """
     guard = "t.status = 'running' AND t.worker_id = %s"
-    fenced = "attempts" in columns
-    assigned = [column for column in columns[1:] if column != "attempts"]
+    assignments = ", ".join(f"{column} = v.{column}" for column in columns[1:] if column != "attempts")
+    values: list[Any]
     if is_postgres():
-        if fenced:
-            guard += " AND (v.attempts = 0 OR t.attempts = v.attempts)"
-        assignments = ", ".join(f"{column} = v.{column}" for column in assigned)
         arrays = ", ".join(f"%s::{kind}[]" for kind in pg_types)
-        cursor.execute(
-            f"UPDATE {TABLE} AS t SET {fixed}{assignments}, updated_at = %s "
-            f"FROM unnest({arrays}) AS v({', '.join(columns)}) WHERE t.id = v.id AND {guard}",
-            [now, *(list(column) for column in zip(*rows, strict=True)), worker_id],
-        )
+        source = f"unnest({arrays}) AS v({', '.join(columns)})"
+        values = [list(column) for column in zip(*rows, strict=True)]
     else:
-        position = {column: index for index, column in enumerate(columns)}
-        if fenced:
-            guard += " AND (%s = 0 OR t.attempts = %s)"
-        assignments = ", ".join(f"{column} = %s" for column in assigned)
-        params = []
-        for row in rows:
-            values = [row[position[column]] for column in assigned]
-            fence = [row[position["attempts"]]] * 2 if fenced else []
-            params.append((*values, now, row[0], worker_id, *fence))
-        cursor.executemany(
-            f"UPDATE {TABLE} AS t SET {fixed}{assignments}, updated_at = %s WHERE t.id = %s AND {guard}",
-            params,
-        )
+        # The unary + keeps SQLite's planner off atw_task_running_idx: by that index it would
+        # scan every running row of the worker and, for each, all of the JSON rows (2,000
+        # outcomes took 2 s). Left with the primary key, it looks up each JSON row's task.
+        guard = "+t.status = 'running' AND +t.worker_id = %s"
+        picks = ", ".join(f"json_extract(value, '$[{i}]') AS {column}" for i, column in enumerate(columns))
+        source = f"(SELECT {picks} FROM json_each(%s)) AS v"
+        # ensure_ascii=False: text the driver cannot bind (a lone surrogate) fails here, as it
+        # would on PostgreSQL, instead of reaching the file as invalid UTF-8 that no read decodes.
+        values = [json.dumps(rows, ensure_ascii=False, default=_sqlite_datetime)]
+    if "attempts" in columns:
+        guard += " AND (v.attempts = 0 OR t.attempts = v.attempts)"
+    cursor.execute(
+        f"UPDATE {TABLE} AS t SET {fixed}{assignments}, updated_at = %s "
+        f"FROM {source} WHERE t.id = v.id AND {guard}",
+        [now, *values, worker_id],
+    )
+
+
+def _sqlite_datetime(value: Any) -> str:
+    """Encode a datetime in a JSON row as sqlite3 would bind it (Django's adapter: ISO, space)."""
+    if isinstance(value, datetime):
+        return value.isoformat(" ")
+    raise TypeError(f"{type(value).__name__} is not a column value")
