@@ -69,10 +69,10 @@ def test_write_batch_is_fenced_by_the_claiming_worker():
     task_id = enqueue("noop")
     store.claim_batch("w1", ["default"], 1)
     late = Outcome(task_id=task_id, status=TaskStatus.COMPLETED, progress=1.0, result_json="1")
-    store.write_batch("someone-else", [(task_id, 0.3)], [late])
+    assert store.write_batch("someone-else", [(task_id, 0.3)], [late]) == []
     assert TaskRecord.objects.get(id=task_id).status == "running"
     with statements(2):
-        store.write_batch("w1", [(task_id, 0.3)], [late])
+        assert store.write_batch("w1", [(task_id, 0.3)], [late]) == [late]
     record = TaskRecord.objects.get(id=task_id)
     assert (record.status, record.result, record.progress) == ("completed", 1, 1.0)
 
@@ -89,7 +89,7 @@ def test_write_batch_stores_plain_completions_beside_other_outcomes():
     for outcome in outcomes:
         outcome.attempt = claims[outcome.task_id].attempts
     with statements(3):
-        store.write_batch("w1", [], outcomes)
+        assert store.write_batch("w1", [], outcomes) == outcomes
     rows = {
         row[0]: row[1:]
         for row in TaskRecord.objects.values_list(
@@ -106,7 +106,7 @@ def test_a_plain_completion_is_fenced_by_its_attempt():
     task_id = enqueue("noop")
     (claim,) = store.claim_batch("w1", ["default"], 1)
     stale = Outcome(task_id=task_id, status=TaskStatus.COMPLETED, progress=1.0, attempt=claim.attempts + 1)
-    store.write_batch("w1", [], [stale])
+    assert store.write_batch("w1", [], [stale]) == []
     assert TaskRecord.objects.get(id=task_id).status == "running"
 
 

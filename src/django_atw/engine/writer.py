@@ -20,7 +20,9 @@ class OutcomeWriter:
     While one write is in flight, the outcomes that arrive meanwhile gather and go in the next
     transaction, so an idle system adds no delay and a busy one makes few commits. Progress is
     written on a timer, at most once per ``progress_interval``, always the latest value.
-    ``on_committed`` runs after each commit (futures resolve only once the outcome is durable).
+    ``on_committed`` runs after each commit with the outcomes stored (futures resolve only once
+    the outcome is durable); an outcome whose row was no longer this run's (the lease was lost,
+    or the task cancelled elsewhere) is logged and dropped, never reported as done.
     A failed write is retried: nothing is dropped while the database is away, except on a
     stop that outlasts its timeout, which leaves those rows running for lease recovery.
     """
@@ -120,7 +122,7 @@ class OutcomeWriter:
         delay = self._retry_interval
         while True:
             try:
-                await self._db.run(store.write_batch, self._worker_id, progress, outcomes)
+                stored = await self._db.run(store.write_batch, self._worker_id, progress, outcomes)
             except Exception as exc:
                 logger.warning(
                     "could not store %d outcomes (%s: %s); retrying in %.1fs",
@@ -135,7 +137,23 @@ class OutcomeWriter:
                 continue
             break
         self._in_flight = 0
+        if len(stored) < len(outcomes):
+            _log_dropped(outcomes, stored)
         if progress and self._on_progress_committed is not None:
             self._on_progress_committed(progress)
-        if outcomes:
-            self._on_committed(outcomes)
+        if stored:
+            self._on_committed(stored)
+
+
+def _log_dropped(outcomes: Sequence[Outcome], stored: Sequence[Outcome]) -> None:
+    """Warn about each outcome the fence turned away: another run or a cancel owns its row now."""
+    kept = {id(outcome) for outcome in stored}
+    for outcome in outcomes:
+        if id(outcome) not in kept:
+            logger.warning(
+                "outcome of task %s not stored: its row is no longer this worker's attempt %d "
+                "(lease lost or cancelled) status=%s",
+                outcome.task_id,
+                outcome.attempt,
+                outcome.status.value,
+            )

@@ -121,17 +121,21 @@ def _is_plain_completion(outcome: Outcome) -> bool:
     )
 
 
-def write_batch(worker_id: str, progress: Sequence[tuple[str, float]], outcomes: Sequence[Outcome]) -> None:
+def write_batch(
+    worker_id: str, progress: Sequence[tuple[str, float]], outcomes: Sequence[Outcome]
+) -> list[Outcome]:
     """Store progress values and final outcomes of this worker's running tasks in one transaction.
 
     Each row is updated only while it is still running under ``worker_id`` (and, for outcomes,
     in the same attempt), so a worker that lost a task (cancelled elsewhere, or reclaimed after
-    its lease, even by itself) never overwrites it. Retries go back to pending in the same
-    transaction (on PostgreSQL with a NOTIFY when they are due at once).
+    its lease, even by itself) never overwrites it. Returns the outcomes that were stored, in
+    order: the others found their row no longer theirs, and must not be reported as done.
+    Retries go back to pending in the same transaction.
     Each kind of row is one ``UPDATE ... FROM`` statement (see ``_update_running``): a round trip
     per row would cost more than the tasks themselves.
     """
     now = timezone.now()
+    given = outcomes
     progress_rows = [(task_id, value) for task_id, value in progress]
     # Most outcomes are plain completions: they travel as four columns, the rest as constants,
     # which halves what the driver quotes and the server unpacks per row.
@@ -163,13 +167,14 @@ def write_batch(worker_id: str, progress: Sequence[tuple[str, float]], outcomes:
     statements = sum(1 for rows in (progress_rows, plain_rows, outcome_rows, retry_rows) if rows)
     # One statement is atomic on its own: no BEGIN and COMMIT round trips around it.
     atomic = transaction.atomic() if statements > 1 else contextlib.nullcontext()
+    written: list[tuple[str, int]] = []  # (id, attempts) of the outcome rows updated
     with atomic, connection.cursor() as cursor:
         if progress_rows:
             _update_running(
                 cursor, worker_id, now, ("id", "progress"), ("text", "double precision"), progress_rows
             )
         if plain_rows:
-            _update_running(
+            written += _update_running(
                 cursor,
                 worker_id,
                 now,
@@ -179,7 +184,7 @@ def write_batch(worker_id: str, progress: Sequence[tuple[str, float]], outcomes:
                 fixed=_PLAIN_COMPLETION,
             )
         if outcome_rows:
-            _update_running(
+            written += _update_running(
                 cursor,
                 worker_id,
                 now,
@@ -188,7 +193,7 @@ def write_batch(worker_id: str, progress: Sequence[tuple[str, float]], outcomes:
                 outcome_rows,
             )
         if retry_rows:
-            _update_running(
+            written += _update_running(
                 cursor,
                 worker_id,
                 now,
@@ -197,6 +202,11 @@ def write_batch(worker_id: str, progress: Sequence[tuple[str, float]], outcomes:
                 retry_rows,
                 fixed="status = 'pending', worker_id = NULL, started_at = NULL, progress = 0, ",
             )
+    if len(written) == len(given):
+        return list(given)
+    rows = set(written)
+    ids = {task_id for task_id, _attempts in written}
+    return [o for o in given if (o.task_id, o.attempt) in rows or (not o.attempt and o.task_id in ids)]
 
 
 def _update_running(
@@ -207,16 +217,18 @@ def _update_running(
     pg_types: Sequence[str],
     rows: Sequence[tuple[Any, ...]],
     fixed: str = "",
-) -> None:
+) -> list[tuple[str, int]]:
     """Set ``columns[1:]`` of this worker's running rows, by id, from ``rows`` (id first).
 
     An ``attempts`` column is a fence, not a value: the row must still be in that attempt
-    (0 skips the check). ``fixed`` is extra ``column = value, `` assignments for every row.
+    (0 skips the check); the rows it let through are returned as (id, attempts), read by the
+    same statement's RETURNING. ``fixed`` is extra ``column = value, `` assignments for every row.
     One statement whose text is the same for any number of rows, so it is parsed once: on
     PostgreSQL the rows travel as one array per column (``pg_types`` name their element types),
     on SQLite as one JSON array of rows that ``json_each`` unpacks.
     """
     guard = "t.status = 'running' AND t.worker_id = %s"
+    returning = "t.id, t.attempts"
     assignments = ", ".join(f"{column} = v.{column}" for column in columns[1:] if column != "attempts")
     values: list[Any]
     if is_postgres():
@@ -228,18 +240,22 @@ def _update_running(
         # scan every running row of the worker and, for each, all of the JSON rows (2,000
         # outcomes took 2 s). Left with the primary key, it looks up each JSON row's task.
         guard = "+t.status = 'running' AND +t.worker_id = %s"
+        returning = "id, attempts"  # SQLite's RETURNING names the target's columns bare
         picks = ", ".join(f"json_extract(value, '$[{i}]') AS {column}" for i, column in enumerate(columns))
         source = f"(SELECT {picks} FROM json_each(%s)) AS v"
         # ensure_ascii=False: text the driver cannot bind (a lone surrogate) fails here, as it
         # would on PostgreSQL, instead of reaching the file as invalid UTF-8 that no read decodes.
         values = [json.dumps(rows, ensure_ascii=False, default=_sqlite_datetime)]
-    if "attempts" in columns:
-        guard += " AND (v.attempts = 0 OR t.attempts = v.attempts)"
-    cursor.execute(
+    params = [now, *values, worker_id]
+    sql = (
         f"UPDATE {TABLE} AS t SET {fixed}{assignments}, updated_at = %s "
-        f"FROM {source} WHERE t.id = v.id AND {guard}",
-        [now, *values, worker_id],
+        f"FROM {source} WHERE t.id = v.id AND {guard}"
     )
+    if "attempts" not in columns:
+        cursor.execute(sql, params)
+        return []
+    cursor.execute(f"{sql} AND (v.attempts = 0 OR t.attempts = v.attempts) RETURNING {returning}", params)
+    return [(task_id, attempts) for task_id, attempts in cursor.fetchall()]
 
 
 def _sqlite_datetime(value: Any) -> str:
