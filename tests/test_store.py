@@ -1,11 +1,12 @@
 """store.py: query counts of the hot paths, claims, fencing, cancels."""
 
 import contextlib
+import json
 import threading
 from collections.abc import Iterator
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import DataError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from django_atw import enqueue, enqueue_many, store
@@ -100,6 +101,37 @@ def test_write_batch_stores_plain_completions_beside_other_outcomes():
     assert rows[cached] == ("completed", 3, 1.0, True, "", "", "w1")
     assert rows[failed] == ("failed", None, 0.5, False, "boom", "E", "w1")
     assert rows[retried] == ("pending", None, 0.0, False, "again", "K", None)
+
+
+# Values no database or only PostgreSQL refuses (SQLite stores them as they are).
+UNSTORABLE = {
+    "nul-in-result": ({"status": TaskStatus.COMPLETED, "result_json": json.dumps("a\x00b")}, {"postgresql"}),
+    "surrogate-in-result": (
+        {"status": TaskStatus.COMPLETED, "result_json": json.dumps("\ud800")},
+        {"postgresql"},
+    ),
+    "nul-in-error": ({"status": TaskStatus.FAILED, "error": "a\x00b"}, {"postgresql"}),
+    "surrogate-in-error": ({"status": TaskStatus.FAILED, "error": "a\ud800b"}, {"postgresql", "sqlite"}),
+    "long-error-type": ({"status": TaskStatus.FAILED, "error_type": "E" * 256}, {"postgresql"}),
+}
+
+
+@pytest.mark.parametrize("kind", UNSTORABLE)
+def test_write_batch_stores_nothing_of_a_batch_with_a_value_the_database_refuses(kind):
+    """The writer relies on this: a refused value raises a data error (not a connection error)."""
+    fields, refused_by = UNSTORABLE[kind]
+    good, bad = enqueue_many("noop", [(), ()])
+    claims = {c.id: c.attempts for c in store.claim_batch("w1", ["default"], 2)}
+    outcomes = [
+        Outcome(task_id=good, status=TaskStatus.COMPLETED, progress=1, result_json="1", attempt=claims[good]),
+        Outcome(task_id=bad, progress=0.5, attempt=claims[bad], **fields),
+    ]
+    if connection.vendor in refused_by:
+        with pytest.raises((DataError, ValueError)):
+            store.write_batch("w1", [], outcomes)
+        assert set(TaskRecord.objects.values_list("status", flat=True)) == {"running"}
+    else:
+        assert store.write_batch("w1", [], outcomes) == outcomes
 
 
 def test_a_plain_completion_is_fenced_by_its_attempt():
