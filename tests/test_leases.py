@@ -128,6 +128,44 @@ def test_a_retry_outcome_returns_the_task_to_pending_deferred():
     assert store.claim_batch("w", ["default"], 1) == []
 
 
+def test_lease_recovery_cancels_a_dead_workers_task_whose_cancel_was_requested():
+    register("dead")
+    flagged, flagged_last_attempt, plain = enqueue_many("noop", [(), (), ()])
+    store.claim_batch("dead", ["default"], 3)
+    TaskRecord.objects.filter(id=flagged_last_attempt).update(attempts=3)
+    for task_id in (flagged, flagged_last_attempt):
+        assert store.cancel(task_id) == (store.CANCEL_REQUESTED, "dead")
+    WorkerProcess.objects.filter(id="dead").update(last_heartbeat=timezone.now() - 2 * LEASE)
+
+    reaped = store.reap_stale_workers(LEASE)
+
+    assert (reaped.requeued, reaped.failed) == ([plain], [])
+    assert sorted(reaped.cancelled) == sorted([flagged, flagged_last_attempt])
+    for task_id in (flagged, flagged_last_attempt):
+        info = get_task_info(task_id)
+        assert (info.status, info.error) == (TaskStatus.CANCELLED, "Task cancelled while running")
+        assert info.completed_at is not None
+    register("alive")
+    assert [c.id for c in store.claim_batch("alive", ["default"], 3)] == [plain]
+
+
+def test_a_retry_of_a_task_whose_cancel_was_requested_ends_it_cancelled():
+    register("w")
+    task_id = enqueue("noop")
+    (claim,) = store.claim_batch("w", ["default"], 1)
+    store.cancel(task_id)
+    retry = Outcome(task_id, TaskStatus.PENDING, 0.3, error="flaky", attempt=claim.attempts)
+    (stored,) = store.write_batch("w", [], [retry])
+    assert (stored.status, stored.error) == (TaskStatus.CANCELLED, "Task cancelled while running")
+    info = get_task_info(task_id)
+    assert (info.status, info.error, info.error_type) == (
+        TaskStatus.CANCELLED,
+        "Task cancelled while running",
+        "TaskCancellationError",
+    )
+    assert store.claim_batch("w", ["default"], 1) == []
+
+
 def test_prune_deletes_only_workers_stopped_before_the_cutoff():
     register("old")
     register("recent")

@@ -169,6 +169,21 @@ def test_release_returns_tasks_to_pending_without_counting_the_attempt():
     assert (record.status, record.worker_id, record.attempts) == ("pending", None, 0)
 
 
+def test_release_cancels_a_task_whose_cancel_was_requested_and_never_hands_it_out_again():
+    flagged, other = enqueue_many("noop", [(), ()])
+    store.claim_batch("w1", ["default"], 2)
+    assert store.cancel(flagged) == (store.CANCEL_REQUESTED, "w1")
+    assert store.release("w1", [flagged, other]) == 1  # only the other goes back to pending
+    record = TaskRecord.objects.get(id=flagged)
+    assert (record.status, record.error, record.error_type) == (
+        "cancelled",
+        "Task cancelled while running",
+        "TaskCancellationError",
+    )
+    assert record.completed_at is not None
+    assert [c.id for c in store.claim_batch("w1", ["default"], 2)] == [other]
+
+
 def test_delete_finished_before_works_in_batches():
     ids = enqueue_many("noop", [() for _ in range(7)])
     from django.utils import timezone

@@ -7,8 +7,9 @@ statement per kind of outcome stores a batch of results.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from django.utils import timezone
 from ..status import TaskStatus
 from ..values import ClaimedTask, Outcome
 from ._vendor import TABLE, WORKER_TABLE, decode_json, is_postgres, placeholders
+from .tasks import CANCEL_ERROR_TYPE, CANCELLED_WHILE_RUNNING
 
 
 def claim_batch(worker_id: str, queues: Sequence[str], limit: int) -> list[ClaimedTask]:
@@ -102,6 +104,24 @@ _OUTCOME_TYPES = (
 )  # fmt: skip
 
 
+# A retry returns its task to the queue, unless a cancel was requested meanwhile: then the task
+# ends cancelled, as its run would have had the worker seen the request in time (a pending
+# task never keeps the request: see store.release). Columns set by these, not from the row.
+_RETRY = (
+    f"status = CASE WHEN t.cancel_requested THEN '{TaskStatus.CANCELLED.value}' "
+    f"ELSE '{TaskStatus.PENDING.value}' END, "
+    "worker_id = CASE WHEN t.cancel_requested THEN t.worker_id END, "
+    "started_at = CASE WHEN t.cancel_requested THEN t.started_at END, "
+    "progress = CASE WHEN t.cancel_requested THEN t.progress ELSE 0 END, "
+)
+_RETRY_ASSIGNED = {
+    "error": f"CASE WHEN t.cancel_requested THEN '{CANCELLED_WHILE_RUNNING}' ELSE v.error END",
+    "error_type": f"CASE WHEN t.cancel_requested THEN '{CANCEL_ERROR_TYPE}' ELSE v.error_type END",
+    "traceback": "CASE WHEN t.cancel_requested THEN '' ELSE v.traceback END",
+    "run_after": "CASE WHEN t.cancel_requested THEN NULL ELSE v.run_after END",
+    "completed_at": "CASE WHEN t.cancel_requested THEN v.completed_at END",
+}
+
 # The columns every plain completion sets to the same values (see _is_plain_completion).
 _PLAIN_COMPLETION = (
     f"status = '{TaskStatus.COMPLETED.value}', progress = 1, error = '', error_type = '', "
@@ -130,7 +150,8 @@ def write_batch(
     in the same attempt), so a worker that lost a task (cancelled elsewhere, or reclaimed after
     its lease, even by itself) never overwrites it. Returns the outcomes that were stored, in
     order: the others found their row no longer theirs, and must not be reported as done.
-    Retries go back to pending in the same transaction.
+    Retries go back to pending in the same transaction, or end cancelled if a cancel was
+    requested meanwhile (the returned outcome then says so).
     Each kind of row is one ``UPDATE ... FROM`` statement (see ``_update_running``): a round trip
     per row would cost more than the tasks themselves.
     """
@@ -160,14 +181,14 @@ def write_batch(
         if o.status is not TaskStatus.PENDING
     ]
     retry_rows = [
-        (o.task_id, o.attempt, o.error, o.error_type, o.traceback, o.run_after or now)
+        (o.task_id, o.attempt, o.error, o.error_type, o.traceback, o.run_after or now, now)
         for o in outcomes
         if o.status is TaskStatus.PENDING
     ]
     statements = sum(1 for rows in (progress_rows, plain_rows, outcome_rows, retry_rows) if rows)
     # One statement is atomic on its own: no BEGIN and COMMIT round trips around it.
     atomic = transaction.atomic() if statements > 1 else contextlib.nullcontext()
-    written: list[tuple[str, int]] = []  # (id, attempts) of the outcome rows updated
+    written: list[tuple[str, int, str]] = []  # (id, attempts, status) of the outcome rows updated
     with atomic, connection.cursor() as cursor:
         if progress_rows:
             _update_running(
@@ -197,16 +218,42 @@ def write_batch(
                 cursor,
                 worker_id,
                 now,
-                ("id", "attempts", "error", "error_type", "traceback", "run_after"),
-                ("text", "integer", "text", "text", "text", "timestamptz"),
+                ("id", "attempts", "error", "error_type", "traceback", "run_after", "completed_at"),
+                ("text", "integer", "text", "text", "text", "timestamptz", "timestamptz"),
                 retry_rows,
-                fixed="status = 'pending', worker_id = NULL, started_at = NULL, progress = 0, ",
+                fixed=_RETRY,
+                assigned=_RETRY_ASSIGNED,
             )
-    if len(written) == len(given):
-        return list(given)
-    rows = set(written)
-    ids = {task_id for task_id, _attempts in written}
-    return [o for o in given if (o.task_id, o.attempt) in rows or (not o.attempt and o.task_id in ids)]
+    return _as_stored(given, written, now)
+
+
+def _as_stored(
+    outcomes: Sequence[Outcome], written: Sequence[tuple[str, int, str]], now: datetime
+) -> list[Outcome]:
+    """The ``outcomes`` that ``written`` rows (id, attempts, status after) show stored, as stored."""
+    by_attempt = {(task_id, attempts): status for task_id, attempts, status in written}
+    by_id = {task_id: status for task_id, _attempts, status in written}
+    stored = []
+    for outcome in outcomes:
+        if outcome.attempt:
+            status = by_attempt.get((outcome.task_id, outcome.attempt))
+        else:
+            status = by_id.get(outcome.task_id)
+        if status is None:
+            continue
+        if outcome.status is TaskStatus.PENDING and status == TaskStatus.CANCELLED.value:
+            outcome = dataclasses.replace(
+                outcome,
+                status=TaskStatus.CANCELLED,
+                error=CANCELLED_WHILE_RUNNING,
+                error_type=CANCEL_ERROR_TYPE,
+                traceback="",
+                completed_at=now,
+                run_after=None,
+                exception=None,
+            )
+        stored.append(outcome)
+    return stored
 
 
 def _update_running(
@@ -217,19 +264,26 @@ def _update_running(
     pg_types: Sequence[str],
     rows: Sequence[tuple[Any, ...]],
     fixed: str = "",
-) -> list[tuple[str, int]]:
+    assigned: Mapping[str, str] | None = None,
+) -> list[tuple[str, int, str]]:
     """Set ``columns[1:]`` of this worker's running rows, by id, from ``rows`` (id first).
 
     An ``attempts`` column is a fence, not a value: the row must still be in that attempt
-    (0 skips the check); the rows it let through are returned as (id, attempts), read by the
-    same statement's RETURNING. ``fixed`` is extra ``column = value, `` assignments for every row.
+    (0 skips the check); the rows it let through are returned as (id, attempts, status), read
+    by the same statement's RETURNING. ``fixed`` is extra ``column = value, `` assignments for
+    every row; ``assigned`` gives some columns an expression instead of their ``v.`` value.
     One statement whose text is the same for any number of rows, so it is parsed once: on
     PostgreSQL the rows travel as one array per column (``pg_types`` name their element types),
     on SQLite as one JSON array of rows that ``json_each`` unpacks.
     """
     guard = "t.status = 'running' AND t.worker_id = %s"
-    returning = "t.id, t.attempts"
-    assignments = ", ".join(f"{column} = v.{column}" for column in columns[1:] if column != "attempts")
+    returning = "t.id, t.attempts, t.status"
+    expressions = assigned or {}
+    assignments = ", ".join(
+        f"{column} = {expressions.get(column, 'v.' + column)}"
+        for column in columns[1:]
+        if column != "attempts"
+    )
     values: list[Any]
     if is_postgres():
         arrays = ", ".join(f"%s::{kind}[]" for kind in pg_types)
@@ -240,7 +294,7 @@ def _update_running(
         # scan every running row of the worker and, for each, all of the JSON rows (2,000
         # outcomes took 2 s). Left with the primary key, it looks up each JSON row's task.
         guard = "+t.status = 'running' AND +t.worker_id = %s"
-        returning = "id, attempts"  # SQLite's RETURNING names the target's columns bare
+        returning = "id, attempts, status"  # SQLite's RETURNING names the target's columns bare
         picks = ", ".join(f"json_extract(value, '$[{i}]') AS {column}" for i, column in enumerate(columns))
         source = f"(SELECT {picks} FROM json_each(%s)) AS v"
         # ensure_ascii=False: text the driver cannot bind (a lone surrogate) fails here, as it
@@ -255,7 +309,7 @@ def _update_running(
         cursor.execute(sql, params)
         return []
     cursor.execute(f"{sql} AND (v.attempts = 0 OR t.attempts = v.attempts) RETURNING {returning}", params)
-    return [(task_id, attempts) for task_id, attempts in cursor.fetchall()]
+    return [(task_id, attempts, status) for task_id, attempts, status in cursor.fetchall()]
 
 
 def _sqlite_datetime(value: Any) -> str:
