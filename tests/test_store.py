@@ -184,6 +184,13 @@ def test_release_cancels_a_task_whose_cancel_was_requested_and_never_hands_it_ou
     assert [c.id for c in store.claim_batch("w1", ["default"], 2)] == [other]
 
 
+def test_claim_never_takes_a_task_whose_cancel_was_requested():
+    flagged, other = enqueue_many("noop", [(), ()])
+    TaskRecord.objects.filter(id=flagged).update(cancel_requested=True)
+    assert [c.id for c in store.claim_batch("w1", ["default"], 2)] == [other]
+    assert TaskRecord.objects.get(id=flagged).status == "pending"
+
+
 def test_delete_finished_before_works_in_batches():
     ids = enqueue_many("noop", [() for _ in range(7)])
     from django.utils import timezone

@@ -29,13 +29,15 @@ def claim_batch(worker_id: str, queues: Sequence[str], limit: int) -> list[Claim
     side instead of queueing on each other's row locks. SQLite has a single writer: the
     statement holds the write lock from its read to its write (with WAL a concurrent commit
     makes it fail with SQLITE_BUSY, never claim twice). Returned in (priority, created_at) order.
-    Tasks deferred (``run_after``) to later are skipped. A worker whose row is marked stopped (its
-    lease expired) claims nothing: its claims would be orphans that others reap at once.
+    Tasks deferred (``run_after``) to later are skipped, and so is a task whose cancel was
+    requested (release, lease recovery and retries store those cancelled; this is a second guard).
+    A worker whose row is marked stopped (its lease expired) claims nothing: its claims would be
+    orphans that others reap at once.
     """
     now = timezone.now()
     queue_match = "queue = %s" if len(queues) == 1 else f"queue IN ({placeholders(queues)})"
     pick = (
-        f"SELECT id FROM {TABLE} WHERE status = 'pending' AND {queue_match} "
+        f"SELECT id FROM {TABLE} WHERE status = 'pending' AND NOT cancel_requested AND {queue_match} "
         "AND (run_after IS NULL OR run_after <= %s) "
         f"AND EXISTS (SELECT 1 FROM {WORKER_TABLE} WHERE id = %s AND stopped_at IS NULL) "
         "ORDER BY priority, created_at LIMIT %s"
