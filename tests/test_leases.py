@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.test import override_settings
 from django.utils import timezone
 
 from django_atw import TaskStatus, aenqueue, enqueue, enqueue_many, get_task_info, store
 from django_atw.models import TaskRecord, WorkerProcess
+from django_atw.realtime import groups
 from django_atw.store import Outcome
 from tests.conftest import wait_until
 from tests.sampleapp import tasks
@@ -85,6 +90,33 @@ def test_an_outcome_of_an_earlier_attempt_never_overwrites_a_later_one():
     assert get_task_info(task_id).result == 2
 
 
+def test_an_outcome_written_after_the_lease_was_lost_is_not_stored_nor_returned():
+    register("w")
+    lost, kept = enqueue_many("noop", [(), ()])
+    claims = {claim.id: claim for claim in store.claim_batch("w", ["default"], 2)}
+    # Lease recovery took one task back, as reap_stale_workers does for a dead worker's task.
+    TaskRecord.objects.filter(id=lost).update(status="pending", worker=None, started_at=None)
+    outcomes = [
+        Outcome(task_id, TaskStatus.COMPLETED, 1.0, result_json="1", attempt=claims[task_id].attempts)
+        for task_id in (lost, kept)
+    ]
+    assert store.write_batch("w", [], outcomes) == [outcomes[1]]
+    assert get_task_info(lost).status == TaskStatus.PENDING
+    assert get_task_info(kept).status == TaskStatus.COMPLETED
+
+
+def test_an_outcome_of_a_reaped_worker_is_not_stored_nor_returned():
+    register("w")
+    task_id = enqueue("noop")
+    (claim,) = store.claim_batch("w", ["default"], 1)
+    WorkerProcess.objects.filter(id="w").update(last_heartbeat=timezone.now() - 2 * LEASE)
+    assert store.reap_stale_workers(LEASE).requeued == [task_id]
+    late = Outcome(task_id, TaskStatus.FAILED, 0.5, error="late", attempt=claim.attempts)
+    assert store.write_batch("w", [(task_id, 0.5)], [late]) == []
+    info = get_task_info(task_id)
+    assert (info.status, info.error, info.progress) == (TaskStatus.PENDING, None, 0.0)
+
+
 def test_a_retry_outcome_returns_the_task_to_pending_deferred():
     register("w")
     task_id = enqueue("noop")
@@ -94,6 +126,44 @@ def test_a_retry_outcome_returns_the_task_to_pending_deferred():
     store.write_batch("w", [], [retry])
     info = get_task_info(task_id)
     assert (info.status, info.attempts, info.run_after, info.error) == (TaskStatus.PENDING, 1, due, "flaky")
+    assert store.claim_batch("w", ["default"], 1) == []
+
+
+def test_lease_recovery_cancels_a_dead_workers_task_whose_cancel_was_requested():
+    register("dead")
+    flagged, flagged_last_attempt, plain = enqueue_many("noop", [(), (), ()])
+    store.claim_batch("dead", ["default"], 3)
+    TaskRecord.objects.filter(id=flagged_last_attempt).update(attempts=3)
+    for task_id in (flagged, flagged_last_attempt):
+        assert store.cancel(task_id) == (store.CANCEL_REQUESTED, "dead")
+    WorkerProcess.objects.filter(id="dead").update(last_heartbeat=timezone.now() - 2 * LEASE)
+
+    reaped = store.reap_stale_workers(LEASE)
+
+    assert (reaped.requeued, reaped.failed) == ([plain], [])
+    assert sorted(reaped.cancelled) == sorted([flagged, flagged_last_attempt])
+    for task_id in (flagged, flagged_last_attempt):
+        info = get_task_info(task_id)
+        assert (info.status, info.error) == (TaskStatus.CANCELLED, "Task cancelled while running")
+        assert info.completed_at is not None
+    register("alive")
+    assert [c.id for c in store.claim_batch("alive", ["default"], 3)] == [plain]
+
+
+def test_a_retry_of_a_task_whose_cancel_was_requested_ends_it_cancelled():
+    register("w")
+    task_id = enqueue("noop")
+    (claim,) = store.claim_batch("w", ["default"], 1)
+    store.cancel(task_id)
+    retry = Outcome(task_id, TaskStatus.PENDING, 0.3, error="flaky", attempt=claim.attempts)
+    (stored,) = store.write_batch("w", [], [retry])
+    assert (stored.status, stored.error) == (TaskStatus.CANCELLED, "Task cancelled while running")
+    info = get_task_info(task_id)
+    assert (info.status, info.error, info.error_type) == (
+        TaskStatus.CANCELLED,
+        "Task cancelled while running",
+        "TaskCancellationError",
+    )
     assert store.claim_batch("w", ["default"], 1) == []
 
 
@@ -144,3 +214,42 @@ async def test_a_worker_registers_its_row_and_marks_it_stopped_on_a_clean_exit(m
     await worker.stop()
     row = await WorkerProcess.objects.aget(id=worker.worker_id)
     assert row.stopped_at is not None and row.tasks_running == 0
+
+
+async def test_a_late_outcome_of_a_lost_lease_resolves_no_future_and_publishes_no_completion(
+    make_worker, caplog
+):
+    with override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}):
+        layer = get_channel_layer()
+        worker = await make_worker()
+        task_id = await aenqueue(tasks.wait_for_gate, "late")
+        channel = await layer.new_channel()
+        await layer.group_add(groups.task_group(task_id), channel)
+        await tasks.started_event("late").wait()
+        future = await worker.get_task_future(task_id)
+        first_run = worker._pool.running[task_id]
+        # Another worker found this one's heartbeat too old and took its task back.
+        await sync_to_async(WorkerProcess.objects.filter(id=worker.worker_id).update)(
+            last_heartbeat=timezone.now() - 2 * LEASE
+        )
+        assert (await sync_to_async(store.reap_stale_workers)(LEASE)).requeued == [task_id]
+        tasks.started.clear()
+
+        with caplog.at_level(logging.WARNING, logger="django_atw.engine.writer"):
+            tasks.gate("late").set()  # the first run ends before this worker learns of its lease
+            await first_run
+            await worker._runtime.writer.flush()
+
+        assert not future.done()
+        assert f"outcome of task {task_id} not stored" in caplog.text
+        assert (await sync_to_async(get_task_info)(task_id)).status == TaskStatus.PENDING
+
+        await worker._runtime.housekeeper.beat()  # learns of the lost lease, registers, claims the task again
+        async with asyncio.timeout(10):
+            assert await future == "late"
+        published = []
+        async with asyncio.timeout(10):
+            while not published or published[-1]["status"] != "completed":
+                published.append((await layer.receive(channel))["task"])
+        finished = [(e["status"], e["attempts"]) for e in published if e["status"] != "running"]
+        assert finished == [("completed", 2)]  # none from the first run's late outcome

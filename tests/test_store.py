@@ -1,11 +1,12 @@
 """store.py: query counts of the hot paths, claims, fencing, cancels."""
 
 import contextlib
+import json
 import threading
 from collections.abc import Iterator
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import DataError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from django_atw import enqueue, enqueue_many, store
@@ -69,10 +70,10 @@ def test_write_batch_is_fenced_by_the_claiming_worker():
     task_id = enqueue("noop")
     store.claim_batch("w1", ["default"], 1)
     late = Outcome(task_id=task_id, status=TaskStatus.COMPLETED, progress=1.0, result_json="1")
-    store.write_batch("someone-else", [(task_id, 0.3)], [late])
+    assert store.write_batch("someone-else", [(task_id, 0.3)], [late]) == []
     assert TaskRecord.objects.get(id=task_id).status == "running"
     with statements(2):
-        store.write_batch("w1", [(task_id, 0.3)], [late])
+        assert store.write_batch("w1", [(task_id, 0.3)], [late]) == [late]
     record = TaskRecord.objects.get(id=task_id)
     assert (record.status, record.result, record.progress) == ("completed", 1, 1.0)
 
@@ -89,7 +90,7 @@ def test_write_batch_stores_plain_completions_beside_other_outcomes():
     for outcome in outcomes:
         outcome.attempt = claims[outcome.task_id].attempts
     with statements(3):
-        store.write_batch("w1", [], outcomes)
+        assert store.write_batch("w1", [], outcomes) == outcomes
     rows = {
         row[0]: row[1:]
         for row in TaskRecord.objects.values_list(
@@ -102,11 +103,42 @@ def test_write_batch_stores_plain_completions_beside_other_outcomes():
     assert rows[retried] == ("pending", None, 0.0, False, "again", "K", None)
 
 
+# Values no database or only PostgreSQL refuses (SQLite stores them as they are).
+UNSTORABLE = {
+    "nul-in-result": ({"status": TaskStatus.COMPLETED, "result_json": json.dumps("a\x00b")}, {"postgresql"}),
+    "surrogate-in-result": (
+        {"status": TaskStatus.COMPLETED, "result_json": json.dumps("\ud800")},
+        {"postgresql"},
+    ),
+    "nul-in-error": ({"status": TaskStatus.FAILED, "error": "a\x00b"}, {"postgresql"}),
+    "surrogate-in-error": ({"status": TaskStatus.FAILED, "error": "a\ud800b"}, {"postgresql", "sqlite"}),
+    "long-error-type": ({"status": TaskStatus.FAILED, "error_type": "E" * 256}, {"postgresql"}),
+}
+
+
+@pytest.mark.parametrize("kind", UNSTORABLE)
+def test_write_batch_stores_nothing_of_a_batch_with_a_value_the_database_refuses(kind):
+    """The writer relies on this: a refused value raises a data error (not a connection error)."""
+    fields, refused_by = UNSTORABLE[kind]
+    good, bad = enqueue_many("noop", [(), ()])
+    claims = {c.id: c.attempts for c in store.claim_batch("w1", ["default"], 2)}
+    outcomes = [
+        Outcome(task_id=good, status=TaskStatus.COMPLETED, progress=1, result_json="1", attempt=claims[good]),
+        Outcome(task_id=bad, progress=0.5, attempt=claims[bad], **fields),
+    ]
+    if connection.vendor in refused_by:
+        with pytest.raises((DataError, ValueError)):
+            store.write_batch("w1", [], outcomes)
+        assert set(TaskRecord.objects.values_list("status", flat=True)) == {"running"}
+    else:
+        assert store.write_batch("w1", [], outcomes) == outcomes
+
+
 def test_a_plain_completion_is_fenced_by_its_attempt():
     task_id = enqueue("noop")
     (claim,) = store.claim_batch("w1", ["default"], 1)
     stale = Outcome(task_id=task_id, status=TaskStatus.COMPLETED, progress=1.0, attempt=claim.attempts + 1)
-    store.write_batch("w1", [], [stale])
+    assert store.write_batch("w1", [], [stale]) == []
     assert TaskRecord.objects.get(id=task_id).status == "running"
 
 
@@ -135,6 +167,28 @@ def test_release_returns_tasks_to_pending_without_counting_the_attempt():
     assert store.release("w1", [task_id]) == 1
     record = TaskRecord.objects.get(id=task_id)
     assert (record.status, record.worker_id, record.attempts) == ("pending", None, 0)
+
+
+def test_release_cancels_a_task_whose_cancel_was_requested_and_never_hands_it_out_again():
+    flagged, other = enqueue_many("noop", [(), ()])
+    store.claim_batch("w1", ["default"], 2)
+    assert store.cancel(flagged) == (store.CANCEL_REQUESTED, "w1")
+    assert store.release("w1", [flagged, other]) == 1  # only the other goes back to pending
+    record = TaskRecord.objects.get(id=flagged)
+    assert (record.status, record.error, record.error_type) == (
+        "cancelled",
+        "Task cancelled while running",
+        "TaskCancellationError",
+    )
+    assert record.completed_at is not None
+    assert [c.id for c in store.claim_batch("w1", ["default"], 2)] == [other]
+
+
+def test_claim_never_takes_a_task_whose_cancel_was_requested():
+    flagged, other = enqueue_many("noop", [(), ()])
+    TaskRecord.objects.filter(id=flagged).update(cancel_requested=True)
+    assert [c.id for c in store.claim_batch("w1", ["default"], 2)] == [other]
+    assert TaskRecord.objects.get(id=flagged).status == "pending"
 
 
 def test_delete_finished_before_works_in_batches():

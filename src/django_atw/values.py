@@ -106,11 +106,13 @@ class Outcome:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Reaped:
-    """What lease recovery did: workers found dead, tasks returned to pending, tasks failed."""
+    """What lease recovery did: workers found dead, tasks returned to pending, failed, cancelled."""
 
     workers: list[str]
     requeued: list[str]
     failed: list[str]
+    # Tasks whose cancel had been requested: stored cancelled, never returned to the queue.
+    cancelled: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

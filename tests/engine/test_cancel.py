@@ -126,3 +126,19 @@ async def test_a_cancel_between_claim_and_start_reads_cancelled_when_it_returns(
     info = await worker.get_task_info(task_id)
     assert info.status is TaskStatus.CANCELLED
     assert not tasks.started_event("claimed-not-started").is_set(), "a cancelled task must never start"
+
+
+async def test_a_task_whose_cancel_was_requested_is_not_handed_back_when_its_worker_stops(make_worker):
+    from asgiref.sync import sync_to_async
+
+    from django_atw.models import TaskRecord
+
+    # Polls are an hour apart, and the flag is set without a message: the cancel request has
+    # not reached the worker when it stops.
+    worker = await make_worker(worker_poll_interval=3600)
+    task_id = await worker.add_task(tasks.wait_for_gate, "stopping")
+    await tasks.started_event("stopping").wait()
+    await sync_to_async(TaskRecord.objects.filter(id=task_id).update)(cancel_requested=True)
+    await worker.stop(timeout=0.1)  # the task ignores the stop: it is cut short and handed back
+    info = await aget_task_info(task_id)
+    assert (info.status, info.error) == (TaskStatus.CANCELLED, "Task cancelled while running")

@@ -200,3 +200,43 @@ async def test_a_task_added_to_an_idle_worker_starts_without_a_claim(make_worker
     assert len(claims) == before
     info = await worker.get_task_info(task_id)
     assert (info.status, info.attempts, info.worker_id) == (TaskStatus.COMPLETED, 1, worker.worker_id)
+
+
+@pytest.mark.parametrize(
+    ("unstorable", "named"), [("nul", "a NUL character"), ("surrogate", "an unpaired surrogate")]
+)
+async def test_a_result_the_database_cannot_store_fails_that_task_alone(make_worker, unstorable, named):
+    worker = await make_worker(progress_interval=0.01)
+    bad = await worker.add_task(tasks.return_at_gate, "bad", "end", unstorable)
+    good = await worker.add_task(tasks.return_at_gate, "good", "end")
+    bad_future, good_future = await worker.get_task_futures([bad, good])
+    await tasks.started_event("bad").wait()
+    await tasks.started_event("good").wait()
+    tasks.gate("end").set()  # both end now: their outcomes go in one write
+    async with asyncio.timeout(10):
+        with pytest.raises(TaskExecutionError, match=f"result contains {named}"):
+            await bad_future
+        assert await good_future == "good"
+    info = await aget_task_info(bad)
+    assert (info.status, info.error_type, info.result) == (TaskStatus.FAILED, "TaskResultError", None)
+    assert (await aget_task_info(good)).status == TaskStatus.COMPLETED
+    # The worker goes on storing progress and outcomes.
+    after = await worker.add_task(tasks.wait_for_gate, "after")
+    await tasks.started_event("after").wait()
+    await wait_until(lambda: aget_task_info(after), lambda info: info.progress == 0.5)
+    tasks.gate("after").set()
+    async with asyncio.timeout(10):
+        assert await (await worker.get_task_future(after)) == "after"
+
+
+async def test_an_error_the_database_cannot_store_is_stored_cleaned_up(worker):
+    from django_atw.models import TaskRecord
+
+    task_id = await worker.add_task(tasks.fail_unstorably)
+    async with asyncio.timeout(10):
+        with pytest.raises(TaskExecutionError, match="^bad ab a"):
+            await (await worker.get_task_future(task_id))
+    record = await TaskRecord.objects.aget(id=task_id)
+    assert (record.status, record.error) == ("failed", "bad ab a\\ud800b")
+    assert record.error_type == f"tests.sampleapp.tasks.{'E' * 300}"[:255]
+    assert "\x00" not in record.traceback and "raise unwieldy" in record.traceback

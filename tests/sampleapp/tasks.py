@@ -173,3 +173,28 @@ async def steps(count: int, delay: float, progress_callback: Any = None) -> int:
         await asyncio.sleep(delay)
         progress_callback(step / count)
     return count
+
+
+# --- outcomes the database cannot store as they are -----------------------------------------
+
+# PostgreSQL refuses NUL in text and JSON; no driver encodes a lone surrogate. Tasks build
+# these themselves: JSON arguments could not carry them into PostgreSQL either.
+UNSTORABLE = {"nul": "a\x00b", "surrogate": "a\ud800b"}
+
+
+@task("return_at_gate")
+async def return_at_gate(name: str, gate_name: str, unstorable: str = "") -> str:
+    """Signal ``started[name]``, wait for ``gate(gate_name)``, return ``name`` or ``UNSTORABLE`` text.
+
+    Tasks sharing a gate end in the same turn of the loop, so their outcomes share a write.
+    """
+    started_event(name).set()
+    await gate(gate_name).wait()
+    return UNSTORABLE[unstorable] if unstorable else name
+
+
+@task("fail_unstorably")
+async def fail_unstorably() -> None:
+    """Raise an error whose message holds NUL and a lone surrogate, and whose type name is 300+ long."""
+    unwieldy = type("E" * 300, (Exception,), {})
+    raise unwieldy(f"bad {UNSTORABLE['nul']} {UNSTORABLE['surrogate']}")

@@ -18,6 +18,7 @@ from ..cache.task_keys import cached_result_json
 from ..status import TaskStatus
 from ..values import ClaimedTask, Outcome
 from .futures import TIMEOUT_ERROR_TYPE
+from .storable import json_problem, storable_error_type, storable_text
 
 if TYPE_CHECKING:
     from .caching import ResultCache
@@ -92,6 +93,7 @@ def accepts_progress(func: Callable[..., Any]) -> bool:
 def _failure(
     task_id: str, progress: float, exc: BaseException | None, message: str, error_type: str
 ) -> Outcome:
+    """A failed outcome; its texts are made storable (an exception's message may hold anything)."""
     trace = ""
     if exc is not None:
         trace = "".join(traceback.format_exception(exc))
@@ -102,9 +104,9 @@ def _failure(
         task_id=task_id,
         status=TaskStatus.FAILED,
         progress=progress,
-        error=message,
-        error_type=error_type,
-        traceback=trace,
+        error=storable_text(message),
+        error_type=storable_error_type(error_type),
+        traceback=storable_text(trace),
         completed_at=timezone.now(),
         exception=exc,
     )
@@ -199,6 +201,17 @@ class TaskExecutor:
                 exc,
                 f"The task returned a {type(result).__name__}, which cannot be stored as JSON ({exc}). "
                 "Return str, int, float, bool, None, lists or dicts.",
+                "TaskResultError",
+            )
+        problem = json_problem(result_json)
+        if problem is not None:
+            return _failure(
+                claim.id,
+                self.progress.values.get(claim.id, 0.0),
+                None,
+                f"The task's result contains {problem}, which the database cannot store. Return text "
+                "without NUL characters or unpaired surrogates: strip them, or encode binary data "
+                "(for example as base64).",
                 "TaskResultError",
             )
         return Outcome(

@@ -6,10 +6,13 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
+from django.db import DataError, IntegrityError
+
 from .. import store
 from ..values import Outcome
 from .db import DatabaseThread
 from .executor import ProgressTracker
+from .storable import unstorable
 
 logger = logging.getLogger(__name__)
 
@@ -20,9 +23,13 @@ class OutcomeWriter:
     While one write is in flight, the outcomes that arrive meanwhile gather and go in the next
     transaction, so an idle system adds no delay and a busy one makes few commits. Progress is
     written on a timer, at most once per ``progress_interval``, always the latest value.
-    ``on_committed`` runs after each commit (futures resolve only once the outcome is durable).
+    ``on_committed`` runs after each commit with the outcomes stored (futures resolve only once
+    the outcome is durable); an outcome whose row was no longer this run's (the lease was lost,
+    or the task cancelled elsewhere) is logged and dropped, never reported as done.
     A failed write is retried: nothing is dropped while the database is away, except on a
-    stop that outlasts its timeout, which leaves those rows running for lease recovery.
+    stop that outlasts its timeout, which leaves those rows running for lease recovery. An
+    outcome the database refuses (a value it cannot store) is stored as a failure that says so,
+    and the rest of its batch as usual.
     """
 
     def __init__(
@@ -127,25 +134,97 @@ class OutcomeWriter:
 
     async def _write(self, progress: list[tuple[str, float]], outcomes: list[Outcome]) -> None:
         self._in_flight = len(outcomes)
+        try:
+            stored = await self._store(progress, outcomes)
+        except _REFUSED as exc:
+            # A value in the batch can never be stored: retrying the batch would stall this
+            # worker's writes for good. Store the rest, and failures in place of the refused.
+            logger.warning(
+                "the database refused a value among %d outcomes (%s); storing them in parts",
+                len(outcomes),
+                _brief(exc),
+            )
+            stored = await self._isolate(outcomes, exc)
+            if progress:
+                try:
+                    await self._store(progress, [])
+                except _REFUSED as refused:
+                    logger.error("the database refused progress values (%s); dropped them", _brief(refused))
+        self._in_flight = 0
+        if len(stored) < len(outcomes):
+            _log_dropped(outcomes, stored)
+        if progress and self._on_progress_committed is not None:
+            self._on_progress_committed(progress)
+        if stored:
+            self._on_committed(stored)
+
+    async def _store(self, progress: list[tuple[str, float]], outcomes: list[Outcome]) -> list[Outcome]:
+        """Write one batch; retry while the database is away, raise only what it refuses."""
         delay = self._retry_interval
         while True:
             try:
-                await self._db.run(store.write_batch, self._worker_id, progress, outcomes)
+                return await self._db.run(store.write_batch, self._worker_id, progress, outcomes)
+            except _REFUSED:
+                raise
             except Exception as exc:
                 logger.warning(
-                    "could not store %d outcomes (%s: %s); retrying in %.1fs",
-                    len(outcomes),
-                    type(exc).__name__,
-                    str(exc).strip()[:200],
-                    delay,
+                    "could not store %d outcomes (%s); retrying in %.1fs", len(outcomes), _brief(exc), delay
                 )
                 await asyncio.sleep(delay)
                 # Back off while the database stays away, up to a few poll intervals.
                 delay = min(delay * 2, self._retry_interval * 8)
-                continue
-            break
-        self._in_flight = 0
-        if progress and self._on_progress_committed is not None:
-            self._on_progress_committed(progress)
-        if outcomes:
-            self._on_committed(outcomes)
+
+    async def _isolate(self, outcomes: list[Outcome], exc: Exception) -> list[Outcome]:
+        """Store ``outcomes``, which the database refused with ``exc``, apart from the refused ones.
+
+        Halves the batch until each refused outcome stands alone, then stores a failure that
+        says why in its place (see ``storable.unstorable``): about 2·log2(n) writes for one bad
+        outcome among n, and only when there is one.
+        """
+        if len(outcomes) == 1:
+            (outcome,) = outcomes
+            logger.error(
+                "the database refused the outcome of task %s (%s); storing it as failed",
+                outcome.task_id,
+                _brief(exc),
+            )
+            try:
+                return await self._store([], [unstorable(outcome, exc)])
+            except _REFUSED:  # unstorable() makes every text storable: not expected
+                logger.exception("could not store the failure of task %s either", outcome.task_id)
+                return []
+        half = len(outcomes) // 2
+        stored: list[Outcome] = []
+        for part in (outcomes[:half], outcomes[half:]):
+            try:
+                stored += await self._store([], part)
+            except _REFUSED as refused:
+                stored += await self._isolate(part, refused)
+        return stored
+
+
+# What the database raises when it refuses a value rather than fails: DataError (NUL in text or
+# JSON, a string longer than its column), IntegrityError, and ValueError from the driver before
+# anything is sent (text it cannot encode, such as a lone surrogate; psycopg2's NUL check).
+# Anything else (OperationalError, InterfaceError: the database is away) is retried.
+_REFUSED = (DataError, IntegrityError, ValueError)
+
+
+def _brief(exc: BaseException) -> str:
+    """The first line of an error (the rest may quote whole statements and their values)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200] if lines else ''}"
+
+
+def _log_dropped(outcomes: Sequence[Outcome], stored: Sequence[Outcome]) -> None:
+    """Warn about each outcome the fence turned away: another run or a cancel owns its row now."""
+    kept = {(outcome.task_id, outcome.attempt) for outcome in stored}
+    for outcome in outcomes:
+        if (outcome.task_id, outcome.attempt) not in kept:
+            logger.warning(
+                "outcome of task %s not stored: its row is no longer this worker's attempt %d "
+                "(lease lost or cancelled) status=%s",
+                outcome.task_id,
+                outcome.attempt,
+                outcome.status.value,
+            )

@@ -227,6 +227,9 @@ class EventPublisher:
         """Publish a batch of changes; return False if the layer did not take all of them."""
         need = {self._task_id(kind, item) for kind, item, _ in batch}
         need = {task_id for task_id in need if task_id not in self._rows}
+        # A start is always read: a row kept from an earlier run of the task is stale (that
+        # run's outcome was turned away after its lease was lost, so nothing dropped the row).
+        need.update(str(item) for kind, item, _ in batch if kind == "read")
         read: dict[str, dict[str, Any]] = {}
         if need:
             read = {row["id"]: row for row in await self._db.run(store.event_rows, need)}

@@ -7,7 +7,9 @@ statement per kind of outcome stores a batch of results.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +19,7 @@ from django.utils import timezone
 from ..status import TaskStatus
 from ..values import ClaimedTask, Outcome
 from ._vendor import TABLE, WORKER_TABLE, decode_json, is_postgres, placeholders
+from .tasks import CANCEL_ERROR_TYPE, CANCELLED_WHILE_RUNNING
 
 
 def claim_batch(worker_id: str, queues: Sequence[str], limit: int) -> list[ClaimedTask]:
@@ -26,13 +29,15 @@ def claim_batch(worker_id: str, queues: Sequence[str], limit: int) -> list[Claim
     side instead of queueing on each other's row locks. SQLite has a single writer: the
     statement holds the write lock from its read to its write (with WAL a concurrent commit
     makes it fail with SQLITE_BUSY, never claim twice). Returned in (priority, created_at) order.
-    Tasks deferred (``run_after``) to later are skipped. A worker whose row is marked stopped (its
-    lease expired) claims nothing: its claims would be orphans that others reap at once.
+    Tasks deferred (``run_after``) to later are skipped, and so is a task whose cancel was
+    requested (release, lease recovery and retries store those cancelled; this is a second guard).
+    A worker whose row is marked stopped (its lease expired) claims nothing: its claims would be
+    orphans that others reap at once.
     """
     now = timezone.now()
     queue_match = "queue = %s" if len(queues) == 1 else f"queue IN ({placeholders(queues)})"
     pick = (
-        f"SELECT id FROM {TABLE} WHERE status = 'pending' AND {queue_match} "
+        f"SELECT id FROM {TABLE} WHERE status = 'pending' AND NOT cancel_requested AND {queue_match} "
         "AND (run_after IS NULL OR run_after <= %s) "
         f"AND EXISTS (SELECT 1 FROM {WORKER_TABLE} WHERE id = %s AND stopped_at IS NULL) "
         "ORDER BY priority, created_at LIMIT %s"
@@ -101,6 +106,24 @@ _OUTCOME_TYPES = (
 )  # fmt: skip
 
 
+# A retry returns its task to the queue, unless a cancel was requested meanwhile: then the task
+# ends cancelled, as its run would have had the worker seen the request in time (a pending
+# task never keeps the request: see store.release). Columns set by these, not from the row.
+_RETRY = (
+    f"status = CASE WHEN t.cancel_requested THEN '{TaskStatus.CANCELLED.value}' "
+    f"ELSE '{TaskStatus.PENDING.value}' END, "
+    "worker_id = CASE WHEN t.cancel_requested THEN t.worker_id END, "
+    "started_at = CASE WHEN t.cancel_requested THEN t.started_at END, "
+    "progress = CASE WHEN t.cancel_requested THEN t.progress ELSE 0 END, "
+)
+_RETRY_ASSIGNED = {
+    "error": f"CASE WHEN t.cancel_requested THEN '{CANCELLED_WHILE_RUNNING}' ELSE v.error END",
+    "error_type": f"CASE WHEN t.cancel_requested THEN '{CANCEL_ERROR_TYPE}' ELSE v.error_type END",
+    "traceback": "CASE WHEN t.cancel_requested THEN '' ELSE v.traceback END",
+    "run_after": "CASE WHEN t.cancel_requested THEN NULL ELSE v.run_after END",
+    "completed_at": "CASE WHEN t.cancel_requested THEN v.completed_at END",
+}
+
 # The columns every plain completion sets to the same values (see _is_plain_completion).
 _PLAIN_COMPLETION = (
     f"status = '{TaskStatus.COMPLETED.value}', progress = 1, error = '', error_type = '', "
@@ -120,17 +143,22 @@ def _is_plain_completion(outcome: Outcome) -> bool:
     )
 
 
-def write_batch(worker_id: str, progress: Sequence[tuple[str, float]], outcomes: Sequence[Outcome]) -> None:
+def write_batch(
+    worker_id: str, progress: Sequence[tuple[str, float]], outcomes: Sequence[Outcome]
+) -> list[Outcome]:
     """Store progress values and final outcomes of this worker's running tasks in one transaction.
 
     Each row is updated only while it is still running under ``worker_id`` (and, for outcomes,
     in the same attempt), so a worker that lost a task (cancelled elsewhere, or reclaimed after
-    its lease, even by itself) never overwrites it. Retries go back to pending in the same
-    transaction (on PostgreSQL with a NOTIFY when they are due at once).
-    On PostgreSQL each kind is one ``UPDATE ... FROM (VALUES ...)`` statement: a round trip per
-    row would cost more than the tasks themselves. SQLite has no network: ``executemany``.
+    its lease, even by itself) never overwrites it. Returns the outcomes that were stored, in
+    order: the others found their row no longer theirs, and must not be reported as done.
+    Retries go back to pending in the same transaction, or end cancelled if a cancel was
+    requested meanwhile (the returned outcome then says so).
+    Each kind of row is one ``UPDATE ... FROM`` statement (see ``_update_running``): a round trip
+    per row would cost more than the tasks themselves.
     """
     now = timezone.now()
+    given = outcomes
     progress_rows = [(task_id, value) for task_id, value in progress]
     # Most outcomes are plain completions: they travel as four columns, the rest as constants,
     # which halves what the driver quotes and the server unpacks per row.
@@ -155,20 +183,21 @@ def write_batch(worker_id: str, progress: Sequence[tuple[str, float]], outcomes:
         if o.status is not TaskStatus.PENDING
     ]
     retry_rows = [
-        (o.task_id, o.attempt, o.error, o.error_type, o.traceback, o.run_after or now)
+        (o.task_id, o.attempt, o.error, o.error_type, o.traceback, o.run_after or now, now)
         for o in outcomes
         if o.status is TaskStatus.PENDING
     ]
     statements = sum(1 for rows in (progress_rows, plain_rows, outcome_rows, retry_rows) if rows)
     # One statement is atomic on its own: no BEGIN and COMMIT round trips around it.
     atomic = transaction.atomic() if statements > 1 else contextlib.nullcontext()
+    written: list[tuple[str, int, str]] = []  # (id, attempts, status) of the outcome rows updated
     with atomic, connection.cursor() as cursor:
         if progress_rows:
             _update_running(
                 cursor, worker_id, now, ("id", "progress"), ("text", "double precision"), progress_rows
             )
         if plain_rows:
-            _update_running(
+            written += _update_running(
                 cursor,
                 worker_id,
                 now,
@@ -178,7 +207,7 @@ def write_batch(worker_id: str, progress: Sequence[tuple[str, float]], outcomes:
                 fixed=_PLAIN_COMPLETION,
             )
         if outcome_rows:
-            _update_running(
+            written += _update_running(
                 cursor,
                 worker_id,
                 now,
@@ -187,15 +216,46 @@ def write_batch(worker_id: str, progress: Sequence[tuple[str, float]], outcomes:
                 outcome_rows,
             )
         if retry_rows:
-            _update_running(
+            written += _update_running(
                 cursor,
                 worker_id,
                 now,
-                ("id", "attempts", "error", "error_type", "traceback", "run_after"),
-                ("text", "integer", "text", "text", "text", "timestamptz"),
+                ("id", "attempts", "error", "error_type", "traceback", "run_after", "completed_at"),
+                ("text", "integer", "text", "text", "text", "timestamptz", "timestamptz"),
                 retry_rows,
-                fixed="status = 'pending', worker_id = NULL, started_at = NULL, progress = 0, ",
+                fixed=_RETRY,
+                assigned=_RETRY_ASSIGNED,
             )
+    return _as_stored(given, written, now)
+
+
+def _as_stored(
+    outcomes: Sequence[Outcome], written: Sequence[tuple[str, int, str]], now: datetime
+) -> list[Outcome]:
+    """The ``outcomes`` that ``written`` rows (id, attempts, status after) show stored, as stored."""
+    by_attempt = {(task_id, attempts): status for task_id, attempts, status in written}
+    by_id = {task_id: status for task_id, _attempts, status in written}
+    stored = []
+    for outcome in outcomes:
+        if outcome.attempt:
+            status = by_attempt.get((outcome.task_id, outcome.attempt))
+        else:
+            status = by_id.get(outcome.task_id)
+        if status is None:
+            continue
+        if outcome.status is TaskStatus.PENDING and status == TaskStatus.CANCELLED.value:
+            outcome = dataclasses.replace(
+                outcome,
+                status=TaskStatus.CANCELLED,
+                error=CANCELLED_WHILE_RUNNING,
+                error_type=CANCEL_ERROR_TYPE,
+                traceback="",
+                completed_at=now,
+                run_after=None,
+                exception=None,
+            )
+        stored.append(outcome)
+    return stored
 
 
 def _update_running(
@@ -206,38 +266,56 @@ def _update_running(
     pg_types: Sequence[str],
     rows: Sequence[tuple[Any, ...]],
     fixed: str = "",
-) -> None:
+    assigned: Mapping[str, str] | None = None,
+) -> list[tuple[str, int, str]]:
     """Set ``columns[1:]`` of this worker's running rows, by id, from ``rows`` (id first).
 
     An ``attempts`` column is a fence, not a value: the row must still be in that attempt
-    (0 skips the check). ``fixed`` is extra ``column = value, `` assignments for every row.
-    On PostgreSQL one statement with one array per column (``pg_types`` name their element
-    types): its text is the same for any number of rows, so the driver never re-parses it.
+    (0 skips the check); the rows it let through are returned as (id, attempts, status), read
+    by the same statement's RETURNING. ``fixed`` is extra ``column = value, `` assignments for
+    every row; ``assigned`` gives some columns an expression instead of their ``v.`` value.
+    One statement whose text is the same for any number of rows, so it is parsed once: on
+    PostgreSQL the rows travel as one array per column (``pg_types`` name their element types),
+    on SQLite as one JSON array of rows that ``json_each`` unpacks.
     """
     guard = "t.status = 'running' AND t.worker_id = %s"
-    fenced = "attempts" in columns
-    assigned = [column for column in columns[1:] if column != "attempts"]
+    returning = "t.id, t.attempts, t.status"
+    expressions = assigned or {}
+    assignments = ", ".join(
+        f"{column} = {expressions.get(column, 'v.' + column)}"
+        for column in columns[1:]
+        if column != "attempts"
+    )
+    values: list[Any]
     if is_postgres():
-        if fenced:
-            guard += " AND (v.attempts = 0 OR t.attempts = v.attempts)"
-        assignments = ", ".join(f"{column} = v.{column}" for column in assigned)
         arrays = ", ".join(f"%s::{kind}[]" for kind in pg_types)
-        cursor.execute(
-            f"UPDATE {TABLE} AS t SET {fixed}{assignments}, updated_at = %s "
-            f"FROM unnest({arrays}) AS v({', '.join(columns)}) WHERE t.id = v.id AND {guard}",
-            [now, *(list(column) for column in zip(*rows, strict=True)), worker_id],
-        )
+        source = f"unnest({arrays}) AS v({', '.join(columns)})"
+        values = [list(column) for column in zip(*rows, strict=True)]
     else:
-        position = {column: index for index, column in enumerate(columns)}
-        if fenced:
-            guard += " AND (%s = 0 OR t.attempts = %s)"
-        assignments = ", ".join(f"{column} = %s" for column in assigned)
-        params = []
-        for row in rows:
-            values = [row[position[column]] for column in assigned]
-            fence = [row[position["attempts"]]] * 2 if fenced else []
-            params.append((*values, now, row[0], worker_id, *fence))
-        cursor.executemany(
-            f"UPDATE {TABLE} AS t SET {fixed}{assignments}, updated_at = %s WHERE t.id = %s AND {guard}",
-            params,
-        )
+        # The unary + keeps SQLite's planner off atw_task_running_idx: by that index it would
+        # scan every running row of the worker and, for each, all of the JSON rows (2,000
+        # outcomes took 2 s). Left with the primary key, it looks up each JSON row's task.
+        guard = "+t.status = 'running' AND +t.worker_id = %s"
+        returning = "id, attempts, status"  # SQLite's RETURNING names the target's columns bare
+        picks = ", ".join(f"json_extract(value, '$[{i}]') AS {column}" for i, column in enumerate(columns))
+        source = f"(SELECT {picks} FROM json_each(%s)) AS v"
+        # ensure_ascii=False: text the driver cannot bind (a lone surrogate) fails here, as it
+        # would on PostgreSQL, instead of reaching the file as invalid UTF-8 that no read decodes.
+        values = [json.dumps(rows, ensure_ascii=False, default=_sqlite_datetime)]
+    params = [now, *values, worker_id]
+    sql = (
+        f"UPDATE {TABLE} AS t SET {fixed}{assignments}, updated_at = %s "
+        f"FROM {source} WHERE t.id = v.id AND {guard}"
+    )
+    if "attempts" not in columns:
+        cursor.execute(sql, params)
+        return []
+    cursor.execute(f"{sql} AND (v.attempts = 0 OR t.attempts = v.attempts) RETURNING {returning}", params)
+    return [(task_id, attempts, status) for task_id, attempts, status in cursor.fetchall()]
+
+
+def _sqlite_datetime(value: Any) -> str:
+    """Encode a datetime in a JSON row as sqlite3 would bind it (Django's adapter: ISO, space)."""
+    if isinstance(value, datetime):
+        return value.isoformat(" ")
+    raise TypeError(f"{type(value).__name__} is not a column value")

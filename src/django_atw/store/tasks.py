@@ -14,14 +14,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from ..exceptions import DuplicateTaskIdError
 from ..models import TaskRecord, new_task_id
 from ..status import TaskStatus
 from ..values import NewTask
-from ._vendor import CANCEL_CHANNEL, FINISHED, TABLE, TASK_ADDED_CHANNEL, is_postgres, notify
+from ._vendor import CANCEL_CHANNEL, FINISHED, TABLE, TASK_ADDED_CHANNEL, is_postgres, notify, placeholders
 
 # Rows deleted per statement by retention cleanup: small enough that no statement holds
 # SQLite's write lock for long, large enough that cleanup of a busy day takes few round trips.
@@ -204,27 +204,38 @@ def count_pending(queues: Sequence[str] | None = None, *, ready_only: bool = Fal
 
 
 def release(worker_id: str, task_ids: Iterable[str]) -> int:
-    """Return this worker's unfinished running tasks to pending, as if never claimed.
+    """Return this worker's unfinished running tasks to pending, as if never claimed; return how many.
 
-    Used by a graceful stop; the attempt is not counted, since the task did not fail.
+    Used by a graceful stop; the attempt is not counted, since the task did not fail. A task
+    whose cancel was requested is stored cancelled instead, as if its run had been cancelled:
+    the request is final, and back in the queue the task would run again. One UPDATE decides
+    per row, so a cancel racing the release either lands before it or finds the task pending.
     One transaction; on PostgreSQL it NOTIFYs the queues, so another worker takes them at once.
     """
     ids = list(task_ids)
     if not ids:
         return 0
-    with transaction.atomic():
-        rows = TaskRecord.objects.filter(id__in=ids, status=TaskStatus.RUNNING.value, worker_id=worker_id)
-        queues = set(rows.values_list("queue", flat=True))
-        released = rows.update(
-            status=TaskStatus.PENDING.value,
-            worker=None,
-            started_at=None,
-            progress=0.0,
-            attempts=F("attempts") - 1,
-            updated_at=timezone.now(),
+    now = timezone.now()
+    pending, cancelled = TaskStatus.PENDING.value, TaskStatus.CANCELLED.value
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {TABLE} SET "
+            f"status = CASE WHEN cancel_requested THEN '{cancelled}' ELSE '{pending}' END, "
+            "worker_id = CASE WHEN cancel_requested THEN worker_id END, "
+            "started_at = CASE WHEN cancel_requested THEN started_at END, "
+            "progress = CASE WHEN cancel_requested THEN progress ELSE 0 END, "
+            "attempts = CASE WHEN cancel_requested THEN attempts ELSE attempts - 1 END, "
+            "completed_at = CASE WHEN cancel_requested THEN %s END, "
+            "error = CASE WHEN cancel_requested THEN %s ELSE error END, "
+            "error_type = CASE WHEN cancel_requested THEN %s ELSE error_type END, "
+            "updated_at = %s "
+            f"WHERE id IN ({placeholders(ids)}) AND status = 'running' AND worker_id = %s "
+            "RETURNING status, queue",
+            [now, CANCELLED_WHILE_RUNNING, CANCEL_ERROR_TYPE, now, *ids, worker_id],
         )
-        notify(TASK_ADDED_CHANNEL, queues)
-    return released
+        released = [queue for status, queue in cursor.fetchall() if status == pending]
+        notify(TASK_ADDED_CHANNEL, released)
+    return len(released)
 
 
 # --- cancelling -----------------------------------------------------------------------------
@@ -232,6 +243,9 @@ def release(worker_id: str, task_ids: Iterable[str]) -> int:
 CANCELLED_PENDING = "cancelled"
 CANCEL_REQUESTED = "requested"
 NOT_CANCELLABLE = "not-cancellable"
+# What a cancelled task stores, as the engine stores a run it cancelled (engine/pool.py).
+CANCEL_ERROR_TYPE = "TaskCancellationError"
+CANCELLED_WHILE_RUNNING = "Task cancelled while running"
 
 
 def cancel(task_id: str) -> tuple[str, str | None]:
@@ -245,7 +259,7 @@ def cancel(task_id: str) -> tuple[str, str | None]:
     done = TaskRecord.objects.filter(id=task_id, status=TaskStatus.PENDING.value).update(
         status=TaskStatus.CANCELLED.value,
         error="Task cancelled before execution",
-        error_type="TaskCancellationError",
+        error_type=CANCEL_ERROR_TYPE,
         completed_at=now,
         updated_at=now,
     )

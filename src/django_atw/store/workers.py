@@ -13,6 +13,7 @@ from ..models import TaskRecord, WorkerProcess
 from ..status import TaskStatus
 from ..values import Reaped
 from ._vendor import TASK_ADDED_CHANNEL, notify
+from .tasks import CANCEL_ERROR_TYPE, CANCELLED_WHILE_RUNNING
 
 # The error type stored on a task failed because its worker died on its last attempt.
 WORKER_DIED_ERROR_TYPE = "WorkerDiedError"
@@ -64,7 +65,8 @@ def reap_stale_workers(lease: timedelta) -> Reaped:
 
     A recovered task goes back to pending (its dead attempt stays counted, so the next claim
     makes it attempt 2) or, when it has no attempts left, fails with an error that says its
-    worker died. Running tasks of stopped or unknown workers are recovered too. One transaction.
+    worker died; one whose cancel was requested is stored cancelled, never run again. Running
+    tasks of stopped or unknown workers are recovered too. One transaction.
     Workers are marked first: a heartbeat racing this call either lands before (the worker is
     live and keeps its tasks) or finds its row stopped (and drops its tasks). Each task update is
     conditioned on the row still running, so two workers reaping at once recover a task once.
@@ -80,15 +82,28 @@ def reap_stale_workers(lease: timedelta) -> Reaped:
         orphans = list(
             TaskRecord.objects.filter(status=TaskStatus.RUNNING.value)
             .exclude(worker_id__in=live)
-            .values_list("id", "attempts", "max_attempts", "queue", "worker_id")
+            .values_list("id", "attempts", "max_attempts", "queue", "worker_id", "cancel_requested")
         )
         if not orphans:
             return Reaped(dead, [], [])
         running = TaskRecord.objects.filter(status=TaskStatus.RUNNING.value)
-        exhausted = [row for row in orphans if row[1] >= row[2]]
-        requeued = [row for row in orphans if row[1] < row[2]]
+        cancelled = [row for row in orphans if row[5]]
+        exhausted = [row for row in orphans if not row[5] and row[1] >= row[2]]
+        requeued = [row for row in orphans if not row[5] and row[1] < row[2]]
+        for ran_by in {row[4] for row in cancelled}:
+            ids = [row[0] for row in cancelled if row[4] == ran_by]
+            running.filter(id__in=ids, worker_id=ran_by).update(
+                status=TaskStatus.CANCELLED.value,
+                error=CANCELLED_WHILE_RUNNING,
+                error_type=CANCEL_ERROR_TYPE,
+                completed_at=now,
+                updated_at=now,
+            )
+        # Not cancel_requested: a cancel requested since the read above leaves the task
+        # running, and the next pass cancels it, rather than returning it to the queue.
+        running = running.filter(cancel_requested=False)
         by_worker: dict[str | None, list[str]] = {}
-        for task_id, _attempts, _max, _queue, worker_id in exhausted:
+        for task_id, _attempts, _max, _queue, worker_id, _cancel in exhausted:
             by_worker.setdefault(worker_id, []).append(task_id)
         for owner, ids in by_worker.items():
             running.filter(id__in=ids, worker_id=owner).update(
@@ -113,7 +128,9 @@ def reap_stale_workers(lease: timedelta) -> Reaped:
                 updated_at=now,
             )
         notify(TASK_ADDED_CHANNEL, {row[3] for row in requeued})
-    return Reaped(dead, [row[0] for row in requeued], [row[0] for row in exhausted])
+    return Reaped(
+        dead, [row[0] for row in requeued], [row[0] for row in exhausted], [row[0] for row in cancelled]
+    )
 
 
 def prune_workers(stopped_before: datetime) -> int:
