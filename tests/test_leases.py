@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from django_atw import TaskStatus, aenqueue, enqueue, enqueue_many, get_task_info, store
+from django_atw import AsyncTaskWorker, TaskStatus, aenqueue, enqueue, enqueue_many, get_task_info, store
 from django_atw.models import TaskRecord, WorkerProcess
 from django_atw.store import Outcome
 from tests.conftest import wait_until
@@ -17,6 +19,18 @@ from tests.sampleapp import tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 LEASE = timedelta(seconds=30)
+
+
+# Runs of ``held``, one entry per run, in any worker of this process.
+held_runs: list[str] = []
+
+
+async def held(name: str) -> str:
+    """Note the run, then wait at ``name``'s gate."""
+    held_runs.append(name)
+    tasks.started_event(name).set()
+    await tasks.gate(name).wait()
+    return name
 
 
 def register(worker_id: str, *, silent_for: timedelta = timedelta(0)) -> None:
@@ -144,3 +158,48 @@ async def test_a_worker_registers_its_row_and_marks_it_stopped_on_a_clean_exit(m
     await worker.stop()
     row = await WorkerProcess.objects.aget(id=worker.worker_id)
     assert row.stopped_at is not None and row.tasks_running == 0
+
+
+async def test_a_long_query_on_the_workers_connection_does_not_cost_it_its_lease(make_worker):
+    lease = 1.5
+    held_runs.clear()
+    blocking, release = asyncio.Event(), threading.Event()
+    busy = AsyncTaskWorker(worker_lease=lease, worker_poll_interval=0.2, cleanup_interval=0.01)
+
+    async def slow_cleanup() -> int:
+        # Stands in for any long query on the worker's claim connection (a large cleanup, a
+        # wide read): it holds that connection's thread until the test releases it.
+        await tasks.started_event("busy").wait()
+        if not blocking.is_set():
+            blocking.set()
+            await busy._db.run(release.wait, 30)
+        return 0
+
+    busy.cleanup_old_tasks = slow_cleanup  # type: ignore[method-assign]
+    await busy.start()
+    try:
+        task_id = await aenqueue(held, "busy")
+        await tasks.started_event("busy").wait()
+        other = await make_worker(worker_lease=lease)
+        await blocking.wait()
+        # The thing under test is that nothing happens: wait two leases, long enough for the
+        # other worker to take the task if the busy worker's heartbeat were stuck behind the query.
+        await asyncio.sleep(2 * lease)
+        await other._housekeeper.recover()
+        during = await sync_to_async(get_task_info)(task_id)
+        release.set()
+
+        assert (during.status, during.attempts, during.worker_id) == (
+            TaskStatus.RUNNING,
+            1,
+            busy.worker_id,
+        )
+        tasks.gate("busy").set()
+        assert await (await busy.get_task_future(task_id)) == "busy"
+        info = await sync_to_async(get_task_info)(task_id)
+        assert (info.status, info.attempts, info.worker_id) == (TaskStatus.COMPLETED, 1, busy.worker_id)
+        assert held_runs == ["busy"]
+    finally:
+        release.set()
+        tasks.gate("busy").set()
+        await busy.stop()

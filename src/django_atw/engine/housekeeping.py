@@ -36,6 +36,13 @@ class Housekeeper:
 
     On its own loop, every heartbeat interval: the heartbeat (a worker that finds its lease
     taken drops its tasks and registers again), then lease recovery of dead workers' tasks.
+    That loop has a database thread, and so a connection, of its own (``lease_db``; created
+    here when not given): a long query on the worker's claim connection, a wide read or a
+    large retention cleanup, must never hold back the heartbeat, or another worker would take
+    this worker's running tasks and run them a second time. On SQLite there is one writer per
+    file: a heartbeat may still wait for the write lock, but every write elsewhere is one short
+    transaction (retention deletes ``store.DELETE_BATCH`` rows per transaction), so the wait
+    is bounded by one of them, far below any sensible lease.
     """
 
     def __init__(
@@ -50,9 +57,13 @@ class Housekeeper:
         cleanup_interval: float,
         lease: float = 30.0,
         register: Callable[[], Awaitable[None]] | None = None,
+        lease_db: DatabaseThread | None = None,
     ) -> None:
         self._worker_id = worker_id
         self._db = db
+        # Heartbeat, lease recovery and pruning only: nothing else may queue on this thread.
+        self._owns_lease_db = lease_db is None
+        self._lease_db = lease_db if lease_db is not None else DatabaseThread(f"atw-lease-{worker_id}")
         self._pool = pool
         self._futures = futures
         self._poll_interval = poll_interval
@@ -75,6 +86,8 @@ class Housekeeper:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self._owns_lease_db:
+            await self._lease_db.close()
 
     async def _poll_loop(self) -> None:
         while True:
@@ -95,14 +108,14 @@ class Housekeeper:
                 await self.recover()
                 if loop.time() >= next_prune:
                     cutoff = timezone.now() - STOPPED_WORKER_RETENTION
-                    await self._db.run(store.prune_workers, cutoff)
+                    await self._lease_db.run(store.prune_workers, cutoff)
                     next_prune = loop.time() + PRUNE_INTERVAL
             except Exception as exc:
                 logger.warning("heartbeat or lease recovery failed (%s); retrying", _brief(exc))
 
     async def beat(self) -> None:
         """Heartbeat; if the lease was lost meanwhile, drop the running tasks and register again."""
-        if await self._db.run(store.heartbeat, self._worker_id, len(self._pool.running)):
+        if await self._lease_db.run(store.heartbeat, self._worker_id, len(self._pool.running)):
             return
         dropped = self._pool.abandon_all()
         logger.error(
@@ -118,7 +131,7 @@ class Housekeeper:
 
     async def recover(self) -> store.Reaped:
         """Recover the running tasks of workers whose lease expired (see ``store.reap_stale_workers``)."""
-        reaped = await self._db.run(store.reap_stale_workers, timedelta(seconds=self._lease))
+        reaped = await self._lease_db.run(store.reap_stale_workers, timedelta(seconds=self._lease))
         if reaped.requeued or reaped.failed:
             logger.warning(
                 "recovered tasks of dead workers %s: %d back to pending, %d failed (no attempts left)",
