@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.utils import timezone
 
@@ -161,6 +162,24 @@ class Housekeeper:
                 await self._cleanup()
             except Exception:
                 logger.exception("retention cleanup failed; retrying at the next interval")
+
+
+async def delete_finished_in_chunks(
+    run: Callable[..., Awaitable[Any]], cutoff: datetime, *, batch_size: int = store.DELETE_BATCH
+) -> int:
+    """Delete finished tasks completed before ``cutoff``, one short transaction per call of ``run``.
+
+    ``run`` is the caller's database runner (``DatabaseThread.run``, or ``sync_to_async``). Each
+    chunk is its own call, so a claim queued on the same thread meanwhile runs after at most
+    one chunk, never after the whole cleanup; awaiting each chunk yields to the event loop.
+    Returns how many rows were deleted.
+    """
+    total = 0
+    while True:
+        deleted: int = await run(store.delete_finished_chunk, cutoff, batch_size)
+        total += deleted
+        if deleted < batch_size:
+            return total
 
 
 def _brief(exc: BaseException) -> str:
