@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.test import override_settings
 from django.utils import timezone
 
 from django_atw import AsyncTaskWorker, TaskStatus, aenqueue, enqueue, enqueue_many, get_task_info, store
@@ -120,6 +121,31 @@ def test_prune_deletes_only_workers_stopped_before_the_cutoff():
     store.mark_worker_stopped("recent")
     assert store.prune_workers(timezone.now() - timedelta(days=1)) == 1
     assert set(WorkerProcess.objects.values_list("id", flat=True)) == {"recent", "running"}
+
+
+def test_prune_deletes_at_most_one_batch_oldest_first():
+    for name in ("a", "b", "c"):
+        register(name)
+        store.mark_worker_stopped(name)
+    for age, name in enumerate(("c", "a", "b"), start=2):
+        WorkerProcess.objects.filter(id=name).update(stopped_at=timezone.now() - timedelta(days=age))
+    assert store.prune_workers(timezone.now() - timedelta(days=1), batch_size=2) == 2
+    assert list(WorkerProcess.objects.values_list("id", flat=True)) == ["c"]
+
+
+async def test_a_live_workers_housekeeping_prunes_stopped_rows_older_than_the_retention(make_worker):
+    worker = await make_worker()
+    for name, stopped_ago in (("old", timedelta(minutes=2)), ("recent", timedelta(seconds=10))):
+        await sync_to_async(register)(name)
+        await WorkerProcess.objects.filter(id=name).aupdate(
+            stopped_at=timezone.now() - stopped_ago, stopping=True
+        )
+
+    with override_settings(ATW={"WORKER_RETENTION": 60}):
+        assert await worker._housekeeper.prune() == 1
+
+    kept = {row.id async for row in WorkerProcess.objects.all()}
+    assert kept == {"recent", worker.worker_id}
 
 
 async def test_a_worker_that_finds_its_lease_lost_drops_its_run_and_runs_the_task_again(make_worker):

@@ -12,6 +12,7 @@ from typing import Any
 from django.utils import timezone
 
 from .. import store
+from ..conf import get_settings
 from .db import DatabaseThread
 from .futures import TaskFutureManager
 from .pool import WorkerPool
@@ -22,9 +23,9 @@ logger = logging.getLogger(__name__)
 # A third of the lease when the lease is short, so two missed beats never cost a live worker
 # its tasks.
 HEARTBEAT_INTERVAL = 5.0
-# Rows of workers that stopped (cleanly or found dead) are kept this long for the admin.
-STOPPED_WORKER_RETENTION = timedelta(days=1)
-# Seconds between prunes of those rows (any live worker does it).
+# Seconds between prunes of the rows of workers that stopped (cleanly or found dead) longer
+# than ATW["WORKER_RETENTION"] ago; any live worker prunes. A backlog larger than one batch
+# goes one batch per heartbeat until it is gone.
 PRUNE_INTERVAL = 600.0
 
 
@@ -107,9 +108,7 @@ class Housekeeper:
             try:
                 await self.beat()
                 await self.recover()
-                if loop.time() >= next_prune:
-                    cutoff = timezone.now() - STOPPED_WORKER_RETENTION
-                    await self._lease_db.run(store.prune_workers, cutoff)
+                if loop.time() >= next_prune and await self.prune() < store.PRUNE_BATCH:
                     next_prune = loop.time() + PRUNE_INTERVAL
             except Exception as exc:
                 logger.warning("heartbeat or lease recovery failed (%s); retrying", _brief(exc))
@@ -143,6 +142,14 @@ class Housekeeper:
             if reaped.requeued:
                 self._pool.wake()
         return reaped
+
+    async def prune(self) -> int:
+        """Delete one batch of rows of workers stopped longer than ``ATW["WORKER_RETENTION"]`` ago.
+
+        Returns how many; a full batch (``store.PRUNE_BATCH``) means more are due.
+        """
+        cutoff = timezone.now() - timedelta(seconds=get_settings().WORKER_RETENTION)
+        return await self._lease_db.run(store.prune_workers, cutoff)
 
     async def _poll_once(self) -> None:
         running = self._pool.running

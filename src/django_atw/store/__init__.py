@@ -45,6 +45,7 @@ from .tasks import (
     release,
 )
 from .workers import (
+    PRUNE_BATCH,
     WORKER_DIED_ERROR_TYPE,
     heartbeat,
     list_workers,
@@ -62,6 +63,7 @@ __all__ = [
     "EVENT_FIELDS",
     "FINISHED",
     "NOT_CANCELLABLE",
+    "PRUNE_BATCH",
     "TASK_ADDED_CHANNEL",
     "WORKER_DIED_ERROR_TYPE",
     "ClaimedTask",
