@@ -33,8 +33,8 @@ class Housekeeper:
     """Notice, at the poll interval, what no in-process event announces.
 
     Futures of tasks that run in other processes resolve from the stored outcome; a cancel
-    request stored by another process cancels the task here; the worker's row gets its
-    heartbeat. Retention cleanup runs on its own, slower interval (none when disabled).
+    request stored by another process cancels the task here. Retention cleanup runs on its
+    own, slower interval (none when disabled), on the worker's connection.
 
     On its own loop, every heartbeat interval: the heartbeat (a worker that finds its lease
     taken drops its tasks and registers again), then lease recovery of dead workers' tasks.
