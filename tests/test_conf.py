@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 import pytest
 from django.core import checks
 from django.test import override_settings
@@ -26,6 +28,9 @@ def test_override_settings_is_seen():
         ({"MAX_WORKERS": -1}, "MAX_WORKERS"),
         ({"POLL_INTERVAL": "fast"}, "POLL_INTERVAL"),
         ({"MAX_WORKER": 2}, "MAX_WORKER"),
+        ({"WORKER_RETENTION": -1}, "WORKER_RETENTION"),
+        ({"WORKER_RETENTION": "a day"}, "WORKER_RETENTION"),
+        ({"WORKER_RETENTION": True}, "WORKER_RETENTION"),
     ],
 )
 def test_a_bad_value_is_a_system_check_error_naming_the_key(atw, key):
@@ -56,3 +61,12 @@ def test_sqlite_with_immediate_transactions_and_postgres_do_not_warn():
     immediate = {"ENGINE": "django.db.backends.sqlite3", "OPTIONS": {"transaction_mode": "IMMEDIATE"}}
     assert sqlite_mode_warnings(immediate) == []
     assert sqlite_mode_warnings({"ENGINE": "django.db.backends.postgresql"}) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [(None, 86400.0), (3600, 3600.0), (timedelta(days=2), 172800.0)]
+)
+def test_worker_retention_takes_seconds_or_a_timedelta_and_defaults_to_a_day(value, seconds):
+    with override_settings(ATW={} if value is None else {"WORKER_RETENTION": value}):
+        retention = get_settings().WORKER_RETENTION
+    assert retention == seconds

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from datetime import timedelta
 
 import pytest
@@ -13,7 +14,7 @@ from channels.layers import get_channel_layer
 from django.test import override_settings
 from django.utils import timezone
 
-from django_atw import TaskStatus, aenqueue, enqueue, enqueue_many, get_task_info, store
+from django_atw import AsyncTaskWorker, TaskStatus, aenqueue, enqueue, enqueue_many, get_task_info, store
 from django_atw.models import TaskRecord, WorkerProcess
 from django_atw.realtime import groups
 from django_atw.store import Outcome
@@ -22,6 +23,18 @@ from tests.sampleapp import tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 LEASE = timedelta(seconds=30)
+
+
+# Runs of ``held``, one entry per run, in any worker of this process.
+held_runs: list[str] = []
+
+
+async def held(name: str) -> str:
+    """Note the run, then wait at ``name``'s gate."""
+    held_runs.append(name)
+    tasks.started_event(name).set()
+    await tasks.gate(name).wait()
+    return name
 
 
 def register(worker_id: str, *, silent_for: timedelta = timedelta(0)) -> None:
@@ -178,6 +191,31 @@ def test_prune_deletes_only_workers_stopped_before_the_cutoff():
     assert set(WorkerProcess.objects.values_list("id", flat=True)) == {"recent", "running"}
 
 
+def test_prune_deletes_at_most_one_batch_oldest_first():
+    for name in ("a", "b", "c"):
+        register(name)
+        store.mark_worker_stopped(name)
+    for age, name in enumerate(("c", "a", "b"), start=2):
+        WorkerProcess.objects.filter(id=name).update(stopped_at=timezone.now() - timedelta(days=age))
+    assert store.prune_workers(timezone.now() - timedelta(days=1), batch_size=2) == 2
+    assert list(WorkerProcess.objects.values_list("id", flat=True)) == ["c"]
+
+
+async def test_a_live_workers_housekeeping_prunes_stopped_rows_older_than_the_retention(make_worker):
+    worker = await make_worker()
+    for name, stopped_ago in (("old", timedelta(minutes=2)), ("recent", timedelta(seconds=10))):
+        await sync_to_async(register)(name)
+        await WorkerProcess.objects.filter(id=name).aupdate(
+            stopped_at=timezone.now() - stopped_ago, stopping=True
+        )
+
+    with override_settings(ATW={"WORKER_RETENTION": 60}):
+        assert await worker._runtime.housekeeper.prune() == 1
+
+    kept = {row.id async for row in WorkerProcess.objects.all()}
+    assert kept == {"recent", worker.worker_id}
+
+
 async def test_a_worker_that_finds_its_lease_lost_drops_its_run_and_runs_the_task_again(make_worker):
     worker = await make_worker(max_workers=2)
     task_id = await aenqueue(tasks.wait_for_gate, "lost")
@@ -253,3 +291,48 @@ async def test_a_late_outcome_of_a_lost_lease_resolves_no_future_and_publishes_n
                 published.append((await layer.receive(channel))["task"])
         finished = [(e["status"], e["attempts"]) for e in published if e["status"] != "running"]
         assert finished == [("completed", 2)]  # none from the first run's late outcome
+
+
+async def test_a_long_query_on_the_workers_connection_does_not_cost_it_its_lease(make_worker):
+    lease = 1.5
+    held_runs.clear()
+    blocking, release = asyncio.Event(), threading.Event()
+    busy = AsyncTaskWorker(worker_lease=lease, worker_poll_interval=0.2, cleanup_interval=0.01)
+
+    async def slow_cleanup() -> int:
+        # Stands in for any long query on the worker's claim connection (a large cleanup, a
+        # wide read): it holds that connection's thread until the test releases it.
+        await tasks.started_event("busy").wait()
+        if not blocking.is_set():
+            blocking.set()
+            await busy._db.run(release.wait, 30)
+        return 0
+
+    busy.cleanup_old_tasks = slow_cleanup  # type: ignore[method-assign]
+    await busy.start()
+    try:
+        task_id = await aenqueue(held, "busy")
+        await tasks.started_event("busy").wait()
+        other = await make_worker(worker_lease=lease)
+        await blocking.wait()
+        # The thing under test is that nothing happens: wait two leases, long enough for the
+        # other worker to take the task if the busy worker's heartbeat were stuck behind the query.
+        await asyncio.sleep(2 * lease)
+        await other._runtime.housekeeper.recover()
+        during = await sync_to_async(get_task_info)(task_id)
+        release.set()
+
+        assert (during.status, during.attempts, during.worker_id) == (
+            TaskStatus.RUNNING,
+            1,
+            busy.worker_id,
+        )
+        tasks.gate("busy").set()
+        assert await (await busy.get_task_future(task_id)) == "busy"
+        info = await sync_to_async(get_task_info)(task_id)
+        assert (info.status, info.attempts, info.worker_id) == (TaskStatus.COMPLETED, 1, busy.worker_id)
+        assert held_runs == ["busy"]
+    finally:
+        release.set()
+        tasks.gate("busy").set()
+        await busy.stop()

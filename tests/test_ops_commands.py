@@ -38,6 +38,20 @@ def test_status_shows_live_and_stale_workers_and_counts_per_queue_and_status():
     assert "reports              pending=0  running=1" in output
 
 
+def test_status_says_how_many_stopped_workers_are_kept_and_when_they_are_pruned():
+    store.register_worker("w-live", "host-a", 11, ["default"], 8)
+    for name, hours_ago in (("w-gone", 20), ("w-done", 1)):
+        store.register_worker(name, "host-b", 12, ["default"], 2)
+        store.mark_worker_stopped(name)
+        WorkerProcess.objects.filter(id=name).update(stopped_at=timezone.now() - timedelta(hours=hours_ago))
+
+    output = run("atw_status")
+
+    assert "w-gone" not in output  # stopped rows are listed with --all only
+    assert "2 stopped workers kept; rows older than 1 day are pruned by live workers" in output
+    assert "the oldest in 3 hours" in output
+
+
 def test_purge_deletes_old_finished_tasks_of_the_named_status_only():
     old_done, old_failed, new_done, waiting = enqueue_many("noop", [(), (), (), ()])
     long_ago = timezone.now() - timedelta(days=8)

@@ -7,11 +7,13 @@ The cache is dropped on ``setting_changed``, so ``override_settings(ATW=...)`` w
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Literal
 
 from django.conf import settings
 from django.core.signals import setting_changed
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from .exceptions import ConfigurationError
 
@@ -54,6 +56,11 @@ class AtwSettings(BaseModel):
     WORKER_LEASE: float = Field(
         30.0, gt=0, description="Seconds without a heartbeat after which a worker's tasks are recovered."
     )
+    WORKER_RETENTION: float = Field(
+        86400.0,
+        gt=0,
+        description="Seconds (or a timedelta) a stopped worker's row is kept before live workers prune it.",
+    )
     CACHE: CacheSettings = Field(default_factory=lambda: CacheSettings.model_validate({}))
     # HTTP API (django_atw.api)
     API_MAX_BODY: int = Field(
@@ -68,6 +75,17 @@ class AtwSettings(BaseModel):
     RELAY_INTERVAL: float | None = Field(
         0.5, gt=0, description="Seconds between the web process's reads of changes to relay; None: off."
     )
+
+    @field_validator("WORKER_RETENTION", mode="before")
+    @classmethod
+    def _timedelta_to_seconds(cls, value: Any) -> Any:
+        if isinstance(value, timedelta):
+            return value.total_seconds()
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise PydanticCustomError(
+                "seconds", "Input should be a number of seconds or a datetime.timedelta"
+            )
+        return value
 
 
 _cached: AtwSettings | None = None

@@ -15,7 +15,8 @@ def subprocess_env() -> dict[str, str]:
     """Environment for a child process that uses this test's database and settings."""
     return {
         **os.environ,
-        "PYTHONPATH": str(ROOT),
+        # The checkout's src first: an editable install elsewhere must not shadow the code under test.
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "ATW_TEST_DB_NAME": str(connection.settings_dict["NAME"]),
         "PYTHONUNBUFFERED": "1",

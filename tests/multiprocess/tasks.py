@@ -13,7 +13,10 @@ import time
 from asgiref.sync import sync_to_async
 from django.db import connection
 
+from django_atw.models import TaskRecord
+
 RUNS_TABLE = "atw_test_runs"
+ATTEMPTED = f"{__name__}.attempted"
 
 
 def create_runs_table() -> None:
@@ -21,7 +24,7 @@ def create_runs_table() -> None:
         cursor.execute(f"DROP TABLE IF EXISTS {RUNS_TABLE}")
         cursor.execute(
             f"CREATE TABLE {RUNS_TABLE} (label VARCHAR(100) NOT NULL, pid INTEGER NOT NULL, "
-            "started DOUBLE PRECISION NOT NULL, ended DOUBLE PRECISION)"
+            "started DOUBLE PRECISION NOT NULL, ended DOUBLE PRECISION, attempt INTEGER)"
         )
 
 
@@ -35,6 +38,16 @@ def runs() -> list[tuple[str, int, float, float | None]]:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT label, pid, started, ended FROM {RUNS_TABLE} ORDER BY started")
         return [(row[0], row[1], row[2], row[3]) for row in cursor.fetchall()]
+
+
+def attempt_runs() -> list[tuple[str, int, int, float, float | None]]:
+    """Every recorded run of ``attempted``: (label, pid, attempt, started, ended or None)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT label, pid, attempt, started, ended FROM {RUNS_TABLE} "
+            "WHERE attempt IS NOT NULL ORDER BY started"
+        )
+        return [(row[0], row[1], row[2], row[3], row[4]) for row in cursor.fetchall()]
 
 
 def _begin(label: str) -> tuple[float, bool]:
@@ -78,3 +91,31 @@ async def logged(label: str, first_run_seconds: float = 0.0, later_run_seconds: 
     await asyncio.sleep(first_run_seconds if first else later_run_seconds)
     await sync_to_async(_end)(label, started)
     return label
+
+
+def _begin_attempt(label: str) -> tuple[float, int]:
+    started = time.time()
+    # The attempt this run belongs to, read from the row while this process holds it; 0 when
+    # another process holds it already (a run this process had claimed and starts too late).
+    # Labels are unique within a test.
+    mine = TaskRecord.objects.filter(task_type=ATTEMPTED, args__0=label, worker__pid=os.getpid())
+    attempt = next(iter(mine.values_list("attempts", flat=True)), 0)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {RUNS_TABLE} (label, pid, started, attempt) VALUES (%s, %s, %s, %s)",
+            [label, os.getpid(), started, attempt],
+        )
+    return started, attempt
+
+
+async def attempted(label: str, seconds: float, retry_seconds: float | None = None) -> int:
+    """Record a run of ``label`` with its attempt number, take ``seconds``, return the attempt.
+
+    Attempts after the first take ``retry_seconds`` when given. The result names the attempt
+    that wrote it: a stored result other than the row's attempts would be a stale run's outcome
+    overwriting a later attempt's.
+    """
+    started, attempt = await sync_to_async(_begin_attempt)(label)
+    await asyncio.sleep(retry_seconds if attempt > 1 and retry_seconds is not None else seconds)
+    await sync_to_async(_end)(label, started)
+    return attempt

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.utils import timezone
 
 from .. import store
+from ..conf import get_settings
 from .db import DatabaseThread
 from .futures import TaskFutureManager
 from .pool import WorkerPool
@@ -21,9 +23,9 @@ logger = logging.getLogger(__name__)
 # A third of the lease when the lease is short, so two missed beats never cost a live worker
 # its tasks.
 HEARTBEAT_INTERVAL = 5.0
-# Rows of workers that stopped (cleanly or found dead) are kept this long for the admin.
-STOPPED_WORKER_RETENTION = timedelta(days=1)
-# Seconds between prunes of those rows (any live worker does it).
+# Seconds between prunes of the rows of workers that stopped (cleanly or found dead) longer
+# than ATW["WORKER_RETENTION"] ago; any live worker prunes. A backlog larger than one batch
+# goes one batch per heartbeat until it is gone.
 PRUNE_INTERVAL = 600.0
 
 
@@ -31,11 +33,18 @@ class Housekeeper:
     """Notice, at the poll interval, what no in-process event announces.
 
     Futures of tasks that run in other processes resolve from the stored outcome; a cancel
-    request stored by another process cancels the task here; the worker's row gets its
-    heartbeat. Retention cleanup runs on its own, slower interval (none when disabled).
+    request stored by another process cancels the task here. Retention cleanup runs on its
+    own, slower interval (none when disabled), on the worker's connection.
 
     On its own loop, every heartbeat interval: the heartbeat (a worker that finds its lease
     taken drops its tasks and registers again), then lease recovery of dead workers' tasks.
+    That loop has a database thread, and so a connection, of its own (``lease_db``; created
+    here when not given): a long query on the worker's claim connection, a wide read or a
+    large retention cleanup, must never hold back the heartbeat, or another worker would take
+    this worker's running tasks and run them a second time. On SQLite there is one writer per
+    file: a heartbeat may still wait for the write lock, but every write elsewhere is one short
+    transaction (retention deletes ``store.DELETE_BATCH`` rows per transaction), so the wait
+    is bounded by one of them, far below any sensible lease.
     """
 
     def __init__(
@@ -50,9 +59,13 @@ class Housekeeper:
         cleanup_interval: float,
         lease: float = 30.0,
         register: Callable[[], Awaitable[None]] | None = None,
+        lease_db: DatabaseThread | None = None,
     ) -> None:
         self._worker_id = worker_id
         self._db = db
+        # Heartbeat, lease recovery and pruning only: nothing else may queue on this thread.
+        self._owns_lease_db = lease_db is None
+        self._lease_db = lease_db if lease_db is not None else DatabaseThread(f"atw-lease-{worker_id}")
         self._pool = pool
         self._futures = futures
         self._poll_interval = poll_interval
@@ -79,6 +92,8 @@ class Housekeeper:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self._owns_lease_db:
+            await self._lease_db.close()
 
     async def _poll_loop(self) -> None:
         while True:
@@ -97,16 +112,14 @@ class Housekeeper:
             try:
                 await self.beat()
                 await self.recover()
-                if loop.time() >= next_prune:
-                    cutoff = timezone.now() - STOPPED_WORKER_RETENTION
-                    await self._db.run(store.prune_workers, cutoff)
+                if loop.time() >= next_prune and await self.prune() < store.PRUNE_BATCH:
                     next_prune = loop.time() + PRUNE_INTERVAL
             except Exception as exc:
                 logger.warning("heartbeat or lease recovery failed (%s); retrying", _brief(exc))
 
     async def beat(self) -> None:
         """Heartbeat; if the lease was lost meanwhile, drop the running tasks and register again."""
-        if await self._db.run(store.heartbeat, self._worker_id, len(self._pool.running)):
+        if await self._lease_db.run(store.heartbeat, self._worker_id, len(self._pool.running)):
             return
         dropped = self._pool.abandon_all()
         logger.error(
@@ -122,7 +135,7 @@ class Housekeeper:
 
     async def recover(self) -> store.Reaped:
         """Recover the running tasks of workers whose lease expired (see ``store.reap_stale_workers``)."""
-        reaped = await self._db.run(store.reap_stale_workers, timedelta(seconds=self._lease))
+        reaped = await self._lease_db.run(store.reap_stale_workers, timedelta(seconds=self._lease))
         if reaped.requeued or reaped.failed:
             logger.warning(
                 "recovered tasks of dead workers %s: %d back to pending, %d failed (no attempts left)",
@@ -133,6 +146,14 @@ class Housekeeper:
             if reaped.requeued:
                 self._pool.wake()
         return reaped
+
+    async def prune(self) -> int:
+        """Delete one batch of rows of workers stopped longer than ``ATW["WORKER_RETENTION"]`` ago.
+
+        Returns how many; a full batch (``store.PRUNE_BATCH``) means more are due.
+        """
+        cutoff = timezone.now() - timedelta(seconds=get_settings().WORKER_RETENTION)
+        return await self._lease_db.run(store.prune_workers, cutoff)
 
     async def _poll_once(self) -> None:
         running = self._pool.running
@@ -152,6 +173,24 @@ class Housekeeper:
                 await self._cleanup()
             except Exception:
                 logger.exception("retention cleanup failed; retrying at the next interval")
+
+
+async def delete_finished_in_chunks(
+    run: Callable[..., Awaitable[Any]], cutoff: datetime, *, batch_size: int = store.DELETE_BATCH
+) -> int:
+    """Delete finished tasks completed before ``cutoff``, one short transaction per call of ``run``.
+
+    ``run`` is the caller's database runner (``DatabaseThread.run``, or ``sync_to_async``). Each
+    chunk is its own call, so a claim queued on the same thread meanwhile runs after at most
+    one chunk, never after the whole cleanup; awaiting each chunk yields to the event loop.
+    Returns how many rows were deleted.
+    """
+    total = 0
+    while True:
+        deleted: int = await run(store.delete_finished_chunk, cutoff, batch_size)
+        total += deleted
+        if deleted < batch_size:
+            return total
 
 
 def _brief(exc: BaseException) -> str:

@@ -21,7 +21,7 @@ from ..cache import AsyncCacheAdapter
 from ..shortcuts import check_list_filters
 from ..status import TaskInfo, TaskStatus
 from ..values import NewTask, Outcome
-from . import wakeup
+from . import housekeeping, wakeup
 from .db import DatabaseThread
 from .executor import ProgressTracker
 from .futures import TaskFutureManager, error_for
@@ -432,7 +432,8 @@ class AsyncTaskWorker:
         if self.task_retention_days is None:
             return 0
         cutoff = timezone.now() - timedelta(days=self.task_retention_days)
-        count: int = await self._read(store.delete_finished_before, cutoff)
+        # Chunk by chunk: claims queued on the same connection run between chunks.
+        count = await housekeeping.delete_finished_in_chunks(self._read, cutoff)
         if count:
             logger.info("deleted %d finished tasks older than %s days", count, self.task_retention_days)
         return count

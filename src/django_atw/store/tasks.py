@@ -295,20 +295,37 @@ def delete_finished_before(
 ) -> int:
     """Delete finished tasks (of ``statuses``) completed before ``cutoff`` in batches; return how many.
 
-    One short transaction per batch, so a large cleanup never holds a lock for long.
+    One short transaction per batch (``delete_finished_chunk``), so a large cleanup never holds
+    a lock for long. It holds the calling thread until done: a worker deletes chunk by chunk
+    instead (``engine.housekeeping.delete_finished_in_chunks``), letting its claims in between.
+    """
+    total = 0
+    while True:
+        deleted = delete_finished_chunk(cutoff, batch_size, statuses)
+        total += deleted
+        if deleted < batch_size:
+            return total
+
+
+def delete_finished_chunk(
+    cutoff: datetime, batch_size: int = DELETE_BATCH, statuses: Sequence[str] = tuple(FINISHED)
+) -> int:
+    """Delete up to ``batch_size`` finished tasks completed before ``cutoff``; return how many.
+
+    One transaction of two statements (pick the ids, delete them). Fewer than ``batch_size``
+    deleted means none is left. On SQLite the transaction holds the single write lock: keep
+    ``batch_size`` small enough that a heartbeat waiting for it waits a moment only.
     """
     wanted = [TaskStatus(status).value for status in statuses if TaskStatus(status).value in FINISHED]
-    total = 0
-    while wanted:
+    if not wanted:
+        return 0
+    with transaction.atomic():
         done = TaskRecord.objects.filter(status__in=wanted, completed_at__lt=cutoff)
         ids = list(done.values_list("id", flat=True)[:batch_size])
         if not ids:
-            return total
+            return 0
         deleted, _ = TaskRecord.objects.filter(id__in=ids, status__in=wanted).delete()
-        total += deleted
-        if len(ids) < batch_size:
-            return total
-    return total
+    return deleted
 
 
 def queue_depths() -> dict[str, dict[str, int]]:

@@ -17,6 +17,9 @@ from .tasks import CANCEL_ERROR_TYPE, CANCELLED_WHILE_RUNNING
 
 # The error type stored on a task failed because its worker died on its last attempt.
 WORKER_DIED_ERROR_TYPE = "WorkerDiedError"
+# Worker rows deleted per prune: pruning shares the heartbeat's connection, so one batch must
+# take milliseconds; a backlog (thousands of short-lived workers) goes one batch per heartbeat.
+PRUNE_BATCH = 500
 
 # --- workers --------------------------------------------------------------------------------
 
@@ -133,9 +136,18 @@ def reap_stale_workers(lease: timedelta) -> Reaped:
     )
 
 
-def prune_workers(stopped_before: datetime) -> int:
-    """Delete the rows of workers that stopped before ``stopped_before``; return how many."""
-    deleted, _ = WorkerProcess.objects.filter(stopped_at__lt=stopped_before).delete()
+def prune_workers(stopped_before: datetime, batch_size: int = PRUNE_BATCH) -> int:
+    """Delete up to ``batch_size`` rows of workers stopped before ``stopped_before``, oldest first.
+
+    Returns how many; fewer than ``batch_size`` means none is left. One short transaction, so it
+    can share the heartbeat's connection: callers prune a backlog one batch per heartbeat.
+    """
+    with transaction.atomic():
+        old = WorkerProcess.objects.filter(stopped_at__lt=stopped_before).order_by("stopped_at")
+        ids = list(old.values_list("id", flat=True)[:batch_size])
+        if not ids:
+            return 0
+        deleted, _ = WorkerProcess.objects.filter(id__in=ids, stopped_at__lt=stopped_before).delete()
     return deleted
 
 

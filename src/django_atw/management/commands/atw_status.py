@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand
 from django.utils import timezone
+from django.utils.timesince import timeuntil
 
 from ... import store
 from ...conf import get_settings
 from ...status import TaskStatus
+
+
+def _span(seconds: float) -> str:
+    """``86400`` -> ``1 day``; a whole number of days, hours or minutes, else seconds."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds:g} s"
 
 
 def _ago(moment: datetime | None, now: datetime) -> str:
@@ -47,6 +57,7 @@ class Command(BaseCommand):
                 f"running={w['tasks_running']} started={w['started_at']:%Y-%m-%d %H:%M:%S} "
                 f"heartbeat={_ago(w['last_heartbeat'], now)}"
             )
+        self.stdout.write(self._retention(now, workers))
         depths = store.queue_depths()
         self.stdout.write("Queues:")
         if not depths:
@@ -55,3 +66,20 @@ class Command(BaseCommand):
         for queue in sorted(depths):
             counts = "  ".join(f"{status}={depths[queue].get(status, 0)}" for status in statuses)
             self.stdout.write(f"  {queue:<20} {counts}")
+
+    def _retention(self, now: datetime, workers: list[dict[str, Any]]) -> str:
+        """One line: how many stopped worker rows are kept, and when live workers prune them."""
+        retention = get_settings().WORKER_RETENTION
+        stopped = [w["stopped_at"] for w in workers if w["stopped_at"] is not None]
+        line = (
+            f"{len(stopped)} stopped worker{'' if len(stopped) == 1 else 's'} kept; "
+            f"rows older than {_span(retention)} are pruned by live workers"
+        )
+        if stopped:
+            due = min(stopped) + timedelta(seconds=retention)
+            # timeuntil joins number and unit with a no-break space; a terminal wants a plain one.
+            until = timeuntil(due, now, depth=1).replace("\xa0", " ")
+            line += f" (the oldest in {until})" if due > now else " (the oldest is due now)"
+        if not any(w["stopped_at"] is None for w in workers):
+            line += "; no worker is live to prune them"
+        return line + "."
