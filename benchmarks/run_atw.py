@@ -21,9 +21,9 @@ from django.db import connection, connections
 from django.db.models import Count, Max, Min
 
 from django_atw import AsyncTaskWorker, enqueue, enqueue_many
-from django_atw.engine.db import DatabaseThread
 from django_atw.models import TaskRecord
 from django_atw.status import TaskStatus
+from django_atw.store.thread import DatabaseThread
 
 from . import workloads
 from .tasks import DRAIN, noop, sleep_for

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection, transaction
 
-from django_atw import enqueue, enqueue_many
-from django_atw.engine import wakeup
+from django_atw import enqueue, enqueue_many, wakeup
 from django_atw.exceptions import DuplicateTaskIdError
 from django_atw.models import TaskRecord
 from tests.sampleapp import tasks

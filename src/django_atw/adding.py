@@ -21,11 +21,10 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import transaction
 
-from . import store, validation
+from . import store, validation, wakeup
 from .cache.adapter import AsyncCacheAdapter, default_adapter
 from .cache.task_keys import assign_cache_keys, complete_hits
 from .conf import get_settings
-from .engine import wakeup
 from .exceptions import QueueFullError, TaskArgumentError
 from .values import NewTask
 

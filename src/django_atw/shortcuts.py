@@ -10,8 +10,7 @@ from datetime import timedelta
 
 from asgiref.sync import sync_to_async
 
-from . import store
-from .engine import wakeup
+from . import store, wakeup
 from .status import TaskInfo, TaskStatus
 
 

@@ -15,8 +15,8 @@ from django.test.utils import CaptureQueriesContext
 
 from django_atw import AsyncCacheAdapter, QueueFullError, TaskStatus, aget_task_info, enqueue, enqueue_many
 from django_atw.cache.adapter import default_adapter
-from django_atw.engine.db import DatabaseThread
 from django_atw.models import CacheEntry, TaskRecord
+from django_atw.store.thread import DatabaseThread
 from tests.cache import cache_tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -10,9 +10,9 @@ import pytest
 from django.utils import timezone
 
 from django_atw import TaskStatus, aenqueue_many
-from django_atw.engine.db import DatabaseThread
 from django_atw.engine.housekeeping import delete_finished_in_chunks
 from django_atw.models import TaskRecord
+from django_atw.store.thread import DatabaseThread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,8 +10,17 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from django_atw import AsyncTaskWorker, TaskStatus, aenqueue, aenqueue_many, aget_task_info, store, validation
-from django_atw.engine import pool, wakeup
+from django_atw import (
+    AsyncTaskWorker,
+    TaskStatus,
+    aenqueue,
+    aenqueue_many,
+    aget_task_info,
+    store,
+    validation,
+    wakeup,
+)
+from django_atw.engine import pool
 from django_atw.models import TaskRecord, WorkerProcess
 from tests.conftest import wait_until
 from tests.helpers.processes import ROOT, subprocess_env

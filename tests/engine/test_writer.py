@@ -11,12 +11,12 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 
 from django_atw import aget_task_info, enqueue_many, store
-from django_atw.engine.db import DatabaseThread
 from django_atw.engine.executor import ProgressTracker
 from django_atw.engine.writer import OutcomeWriter
 from django_atw.models import TaskRecord
 from django_atw.status import TaskStatus
 from django_atw.store import Outcome
+from django_atw.store.thread import DatabaseThread
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -19,9 +19,8 @@ from django.urls import reverse
 from django.utils import timezone
 from pydantic import ValidationError
 
-from .. import adding, asgi, registry, shortcuts, store
+from .. import adding, asgi, registry, shortcuts, store, wakeup
 from ..conf import get_settings
-from ..engine import wakeup
 from ..exceptions import DuplicateTaskIdError, TaskDefinitionError
 from ..status import TaskStatus
 from . import signatures

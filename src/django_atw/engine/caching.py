@@ -13,8 +13,8 @@ from typing import Any
 from .. import store
 from ..cache import AsyncCacheAdapter
 from ..status import TaskStatus
+from ..store.thread import DatabaseThread
 from ..values import ClaimedTask
-from .db import DatabaseThread
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from .. import store
 from ..conf import get_settings
-from .db import DatabaseThread
+from ..store.thread import DatabaseThread
 from .futures import TaskFutureManager
 from .pool import WorkerPool
 

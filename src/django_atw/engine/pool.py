@@ -14,8 +14,8 @@ from django.utils import timezone
 from .. import registry, store
 from ..exceptions import TaskTimeoutError
 from ..status import TaskStatus
+from ..store.thread import DatabaseThread
 from ..values import ClaimedTask, Outcome
-from .db import DatabaseThread
 from .executor import TaskExecutor
 from .futures import CANCEL_ERROR_TYPE, TIMEOUT_ERROR_TYPE
 from .writer import OutcomeWriter

@@ -22,12 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connection
 
-from .. import store
+from .. import store, wakeup
 from ..realtime.publisher import EventPublisher
+from ..store.thread import DatabaseThread
 from ..values import Outcome
-from . import wakeup
 from .caching import ResultCache
-from .db import DatabaseThread
 from .executor import ProgressTracker, TaskExecutor
 from .housekeeping import Housekeeper
 from .pool import WorkerPool

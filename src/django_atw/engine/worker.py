@@ -16,13 +16,13 @@ from typing import Any, Self
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from .. import adding, registry, store, validation
+from .. import adding, registry, store, validation, wakeup
 from ..cache import AsyncCacheAdapter
 from ..shortcuts import check_list_filters
 from ..status import TaskInfo, TaskStatus
+from ..store.thread import DatabaseThread
 from ..values import NewTask, Outcome
-from . import housekeeping, wakeup
-from .db import DatabaseThread
+from . import housekeeping
 from .executor import ProgressTracker
 from .futures import TaskFutureManager, error_for
 from .options import check_options, options_from_settings

@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from django.db import DataError, IntegrityError
 
 from .. import store
+from ..store.thread import DatabaseThread
 from ..values import Outcome
-from .db import DatabaseThread
 from .executor import ProgressTracker
 from .storable import unstorable
 

@@ -8,6 +8,6 @@
 - ``protocol``: the socket's requests and replies; ``consumers``: ``TaskConsumer``;
   ``routing``: ``websocket_urlpatterns``.
 
-Nothing is imported here: ``engine.wakeup`` imports ``groups`` and must not pull in the
+Nothing is imported here: ``django_atw.wakeup`` imports ``groups`` and must not pull in the
 rest, and ``consumers`` needs Channels, which is optional.
 """

@@ -18,7 +18,7 @@ TASK_GROUP_PREFIX = "atw.task."
 # The consumer method that receives events: Channels maps "atw.task" to ``atw_task``.
 EVENT_TYPE = "atw.task"
 
-# --- worker wake-ups (engine.wakeup, for databases without NOTIFY) ---
+# --- worker wake-ups (django_atw.wakeup, for databases without NOTIFY) ---
 
 # The group every worker joins when wake-ups travel over the channel layer, and the message
 # types sent to it (Channels maps "atw.wakeup" to a handler name; none is needed).

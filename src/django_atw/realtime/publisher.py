@@ -20,8 +20,8 @@ from typing import Any
 from django.utils import timezone
 
 from .. import store
-from ..engine.db import DatabaseThread
 from ..status import TaskStatus
+from ..store.thread import DatabaseThread
 from .groups import LIST_GROUP, task_group
 from .layer import count_dropped, get_layer, group_send
 from .payloads import MAX_RESULT_BYTES, event_message

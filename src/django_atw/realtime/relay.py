@@ -11,7 +11,7 @@ from typing import Any
 from django.utils import timezone
 
 from .. import store
-from ..engine.db import DatabaseThread
+from ..store.thread import DatabaseThread
 from .layer import crosses_processes
 from .publisher import STOP_TIMEOUT, publish_rows, publishes_here
 

@@ -19,7 +19,7 @@ TABLE = TaskRecord._meta.db_table
 WORKER_TABLE = WorkerProcess._meta.db_table
 FINISHED = [TaskStatus.COMPLETED.value, TaskStatus.FAILED.value, TaskStatus.CANCELLED.value]
 # PostgreSQL NOTIFY channels: tasks became claimable in a queue (payload: the queue name); a
-# running task was asked to cancel (payload: its id). See engine/wakeup.py for the listener.
+# running task was asked to cancel (payload: its id). See wakeup.py for the listener.
 TASK_ADDED_CHANNEL = "atw_task_added"
 CANCEL_CHANNEL = "atw_cancel"
 

@@ -23,8 +23,8 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.db import connections
 
-from ..realtime.groups import CANCEL_REQUESTED, TASKS_ADDED, WAKEUP_GROUP
-from ..store import CANCEL_CHANNEL, TASK_ADDED_CHANNEL
+from .realtime.groups import CANCEL_REQUESTED, TASKS_ADDED, WAKEUP_GROUP
+from .store import CANCEL_CHANNEL, TASK_ADDED_CHANNEL
 
 logger = logging.getLogger(__name__)
 
