@@ -119,7 +119,8 @@ async def test_a_cancel_between_claim_and_start_reads_cancelled_when_it_returns(
     task_id = await aenqueue(tasks.wait_for_gate, "claimed-not-started")
     await held.wait()
     cancelling = asyncio.create_task(worker.cancel_task(task_id))
-    await wait_until(lambda: aget_task_info(task_id), lambda info: info.cancel_requested)
+    # The cancel is stored and this worker has noted it for the claimed task: now let it start.
+    await wait_until(_value(worker._pool), lambda pool: task_id in pool._cancel_before_start)
     release.set()
     async with asyncio.timeout(10):
         assert await cancelling is True
@@ -142,3 +143,10 @@ async def test_a_task_whose_cancel_was_requested_is_not_handed_back_when_its_wor
     await worker.stop(timeout=0.1)  # the task ignores the stop: it is cut short and handed back
     info = await aget_task_info(task_id)
     assert (info.status, info.error) == (TaskStatus.CANCELLED, "Task cancelled while running")
+
+
+def _value(value):
+    async def read():
+        return value
+
+    return read
