@@ -35,6 +35,7 @@ if django.VERSION < (6, 0):  # pragma: no cover - exercised by the Django 5.2 ru
 import asyncio  # the imports below need django.tasks: they follow the version check
 import builtins
 import dataclasses
+import functools
 import json
 import threading
 from collections.abc import Callable
@@ -357,6 +358,9 @@ def _runner(path: str) -> registry.TaskFunction:
         loop = asyncio.get_running_loop()
         pool = _pool(backend)
         if not iscoroutinefunction(defined.func):
+            if "progress_callback" in kwargs:
+                # The tracker lives on the loop: a thread hands it each value.
+                kwargs["progress_callback"] = functools.partial(loop.call_soon_threadsafe, progress)
             return await loop.run_in_executor(pool, _run_sync, defined, run, args, kwargs)
         result = await loop.run_in_executor(pool, _started, defined, run, True)
         call_args = (TaskContext(task_result=result), *args) if defined.takes_context else args

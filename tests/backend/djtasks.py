@@ -102,3 +102,9 @@ if django.VERSION >= (6, 1):
     @task(timeout=5.0, max_attempts=2, use_cache=False)
     def with_options() -> str:
         return "ok"
+
+
+@task
+def report_progress(progress_callback: Any = None) -> str:
+    progress_callback(0.5)
+    return threading.current_thread().name

@@ -270,3 +270,11 @@ def test_task_keywords_carry_timeout_max_attempts_and_use_cache():
     result = djtasks.with_options.enqueue()
     row = TaskRecord.objects.get(id=result.id)
     assert (row.timeout, row.max_attempts, row.use_cache) == (5.0, 2, False)
+
+
+async def test_a_sync_task_reports_progress_from_its_thread(make_worker):
+    worker = await make_worker()
+    result = await djtasks.report_progress.aenqueue()
+    await finished(worker, result)
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value.startswith("atw-tasks-default")
