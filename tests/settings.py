@@ -94,3 +94,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"django_atw": {"handlers": ["console"], "level": "WARNING"}},
 }
+
+# Django 6's django.tasks (read only there): tests/backend runs @task functions on django-atw.
+TASKS = {
+    "default": {"BACKEND": "django_atw.backend.TaskBackend", "QUEUES": ["default", "other"]},
+}

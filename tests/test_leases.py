@@ -57,6 +57,9 @@ def test_a_dead_workers_tasks_go_back_to_pending_or_fail_when_out_of_attempts():
     failed = get_task_info(exhausted)
     assert (failed.status, failed.error_type) == (TaskStatus.FAILED, store.WORKER_DIED_ERROR_TYPE)
     assert "died" in failed.error and "dead" in failed.error
+    for task_id in (retryable, exhausted):
+        (died,) = store.get_task_history(task_id).failed_attempts
+        assert (died.worker_id, died.error_type) == ("dead", store.WORKER_DIED_ERROR_TYPE)
     assert WorkerProcess.objects.get(id="dead").stopped_at is not None
 
 

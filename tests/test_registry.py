@@ -113,3 +113,12 @@ def test_resolve_refuses_paths_that_are_not_async_functions():
     assert resolve("os.path.join") is None
     assert resolve("no.such.module.fn") is None
     assert resolve("nodots") is None
+
+
+def test_a_type_its_module_registers_when_imported_resolves_by_that_path():
+    path = "tests.sampleapp.self_registering.runner"
+    try:
+        func = resolve(path)
+        assert func is not None and func.__name__ == "_run"
+    finally:
+        unregister_task(path)

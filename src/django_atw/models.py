@@ -60,6 +60,10 @@ class TaskRecord(models.Model):
     error = models.TextField(blank=True, default="")
     error_type = models.CharField(max_length=255, blank=True, default="")
     traceback = models.TextField(blank=True, default="")
+    # One entry per failed attempt, oldest first (appended where a failure or a dead worker's
+    # recovery is stored): {"attempt", "worker_id", "started_at", "finished_at", "error_type",
+    # "error", "traceback"}. error/error_type/traceback above are always the latest run's.
+    attempt_log = models.JSONField(default=list, blank=True, help_text="Failed attempts, oldest first.")
     timeout = models.FloatField(null=True, blank=True, help_text="Seconds; empty means no timeout.")
     use_cache = models.BooleanField(null=True, blank=True)
     cache_ttl = models.PositiveIntegerField(null=True, blank=True)

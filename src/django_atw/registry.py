@@ -219,8 +219,11 @@ def resolve(task_type: str) -> TaskFunction | None:
     if func is not None:
         return func
     func = _import_path(task_type)
-    if func is not None:
-        _imported[task_type] = func
+    if func is None:
+        # Importing the module may have registered the type: a django.tasks Task registers
+        # itself under its dotted path when it is defined (see django_atw.backend).
+        return _registry.get(task_type)
+    _imported[task_type] = func
     return func
 
 

@@ -97,6 +97,19 @@ def _check_option_types(
         raise TaskArgumentError(f"queue must be a non-empty string of at most 100 characters, got {queue!r}.")
 
 
+def check_options(*, timeout: Any = None, use_cache: Any = None, cache_ttl: Any = None) -> None:
+    """Check the per-task options a task definition may carry (the django.tasks backend's)."""
+    _check_option_types(
+        priority=0,
+        task_id=None,
+        metadata=None,
+        timeout=timeout,
+        use_cache=use_cache,
+        cache_ttl=cache_ttl,
+        queue="default",
+    )
+
+
 def run_after_time(run_after: Any) -> datetime | None:
     """Turn ``run_after`` (an aware datetime, a timedelta from now, or None) into a time."""
     if run_after is None:

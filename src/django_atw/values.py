@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from .status import TaskStatus
+from .status import TaskInfo, TaskStatus
 
 # Runs a task gets unless its @task(max_attempts=) says otherwise: one try and two retries.
 DEFAULT_MAX_ATTEMPTS = 3
@@ -135,3 +135,25 @@ class Health:
     worker_slots: int
     pending: int
     running: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FailedAttempt:
+    """One run of a task that failed: raised, timed out, or died with its worker."""
+
+    attempt: int
+    worker_id: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    error_type: str
+    error: str
+    traceback: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskHistory:
+    """A task's stored state with the latest traceback and every failed attempt, oldest first."""
+
+    info: TaskInfo
+    traceback: str
+    failed_attempts: list[FailedAttempt]

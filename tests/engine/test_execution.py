@@ -240,3 +240,10 @@ async def test_an_error_the_database_cannot_store_is_stored_cleaned_up(worker):
     assert (record.status, record.error) == ("failed", "bad ab a\\ud800b")
     assert record.error_type == f"tests.sampleapp.tasks.{'E' * 300}"[:255]
     assert "\x00" not in record.traceback and "raise unwieldy" in record.traceback
+
+
+async def test_a_running_task_reads_its_id_attempt_and_worker_from_current_run(make_worker):
+    worker = await make_worker()
+    task_id = await worker.add_task(tasks.whoami)
+    run = await (await worker.get_task_future(task_id))
+    assert run == {"task_id": task_id, "attempt": 1, "worker_id": worker.worker_id}

@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from django_atw import (
@@ -15,6 +16,7 @@ from django_atw import (
     aenqueue,
     aget_all_tasks,
     aget_task_info,
+    store,
     task,
 )
 from django_atw.engine.pool import MAX_RETRY_DELAY, retry_delay
@@ -128,3 +130,22 @@ async def test_a_deferred_tasks_info_serialises_its_next_run_as_iso_8601():
     assert data["run_after"] == due.isoformat()
     assert (data["attempts"], data["max_attempts"]) == (0, 3)
     json.dumps(data)
+
+
+async def test_every_failed_attempt_is_logged_with_its_worker_and_traceback(worker):
+    task_id = await worker.add_task(tasks.flaky, "log", 99)
+    with pytest.raises(TaskExecutionError):
+        await (await worker.get_task_future(task_id))
+    history = await sync_to_async(store.get_task_history)(task_id)
+    assert [a.attempt for a in history.failed_attempts] == [1, 2, 3]
+    assert {a.worker_id for a in history.failed_attempts} == {worker.worker_id}
+    assert [a.error for a in history.failed_attempts] == ["failure 1", "failure 2", "failure 3"]
+    first = history.failed_attempts[0]
+    assert "Flaky: failure 1" in first.traceback
+    assert first.started_at is not None and first.finished_at >= first.started_at
+
+
+async def test_a_task_that_succeeds_at_once_logs_no_failed_attempt(worker):
+    task_id = await worker.add_task(tasks.flaky, "fine", 0)
+    await (await worker.get_task_future(task_id))
+    assert (await sync_to_async(store.get_task_history)(task_id)).failed_attempts == []

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from django_atw import task
+from django_atw.engine.executor import current_run
 
 # Events keyed by name let a test hold a task at a known point and release it.
 gates: dict[str, asyncio.Event] = {}
@@ -198,3 +199,11 @@ async def fail_unstorably() -> None:
     """Raise an error whose message holds NUL and a lone surrogate, and whose type name is 300+ long."""
     unwieldy = type("E" * 300, (Exception,), {})
     raise unwieldy(f"bad {UNSTORABLE['nul']} {UNSTORABLE['surrogate']}")
+
+
+@task("whoami")
+async def whoami() -> dict[str, Any]:
+    """Return the run the executor says this is (``current_run``)."""
+    run = current_run.get()
+    assert run is not None
+    return {"task_id": run.task_id, "attempt": run.attempt, "worker_id": run.worker_id}

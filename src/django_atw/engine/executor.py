@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import dataclasses
 import functools
 import inspect
 import json
@@ -27,6 +29,22 @@ logger = logging.getLogger(__name__)
 
 # Stored tracebacks are for people reading the admin; the head and the tail say what matters.
 MAX_TRACEBACK_CHARS = 20_000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskRun:
+    """Which run of which task the current coroutine is: set by the executor around the call."""
+
+    task_id: str
+    task_type: str
+    attempt: int
+    worker_id: str
+
+
+# Each task runs in its own asyncio task, so this is per task: a task function (or a wrapper
+# such as the django.tasks backend's) reads its own id and attempt here, without the executor
+# passing arguments the function never asked for.
+current_run: contextvars.ContextVar[TaskRun | None] = contextvars.ContextVar("atw_current_run", default=None)
 
 
 class ProgressCallback(Protocol):
@@ -116,11 +134,16 @@ class TaskExecutor:
     """Execute claimed tasks; ``asyncio.CancelledError`` propagates to the caller, who knows why."""
 
     def __init__(
-        self, default_timeout: float | None, progress: ProgressTracker, cache: ResultCache | None = None
+        self,
+        default_timeout: float | None,
+        progress: ProgressTracker,
+        cache: ResultCache | None = None,
+        worker_id: str = "",
     ) -> None:
         self.default_timeout = default_timeout
         self.progress = progress
         self.cache = cache
+        self.worker_id = worker_id
 
     async def execute(self, claim: ClaimedTask) -> Outcome:
         """Run ``claim`` and return its outcome (completed or failed).
@@ -177,6 +200,7 @@ class TaskExecutor:
         timeout = self._timeout(claim)
         if timeout is not None and deadline is None:
             deadline = asyncio.get_running_loop().time() + timeout
+        run = current_run.set(TaskRun(claim.id, claim.task_type, claim.attempts, self.worker_id))
         try:
             async with asyncio.timeout_at(deadline) as scope:
                 result = await func(*claim.args, **kwargs)
@@ -190,6 +214,8 @@ class TaskExecutor:
         except Exception as exc:
             progress = self.progress.values.get(claim.id, 0.0)
             return _failure(claim.id, progress, exc, str(exc) or type(exc).__name__, _qualname(exc))
+        finally:
+            current_run.reset(run)
         try:
             # None (most tasks return nothing) skips the encoder.
             result_json = "null" if result is None else json.dumps(result, allow_nan=False)

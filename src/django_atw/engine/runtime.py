@@ -102,7 +102,9 @@ class Runtime:
         self.pool = WorkerPool(
             worker_id=self.worker_id,
             db=self.db,
-            executor=TaskExecutor(worker.default_task_timeout, self.progress, self._result_cache()),
+            executor=TaskExecutor(
+                worker.default_task_timeout, self.progress, self._result_cache(), worker_id=self.worker_id
+            ),
             writer=self.writer,
             max_workers=worker.max_workers,
             queues=worker.queues,

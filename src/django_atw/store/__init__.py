@@ -13,7 +13,7 @@ async callers run them in a thread. The modules split by concern:
 Callers use the names re-exported here (``store.claim_batch``), never the submodules.
 """
 
-from ..values import ClaimedTask, Health, NewTask, Outcome, PageFilters, Reaped
+from ..values import ClaimedTask, FailedAttempt, Health, NewTask, Outcome, PageFilters, Reaped, TaskHistory
 from ._vendor import CANCEL_CHANNEL, FINISHED, TASK_ADDED_CHANNEL
 from .claims import claim_batch, write_batch
 from .reads import (
@@ -22,6 +22,7 @@ from .reads import (
     event_rows,
     finished_among,
     get_task,
+    get_task_history,
     get_tasks,
     get_visible_task,
     list_tasks,
@@ -67,11 +68,13 @@ __all__ = [
     "TASK_ADDED_CHANNEL",
     "WORKER_DIED_ERROR_TYPE",
     "ClaimedTask",
+    "FailedAttempt",
     "Health",
     "NewTask",
     "Outcome",
     "PageFilters",
     "Reaped",
+    "TaskHistory",
     "add_tasks",
     "cancel",
     "cancel_requested_among",
@@ -84,6 +87,7 @@ __all__ = [
     "finished_among",
     "first_running_with_cache_key",
     "get_task",
+    "get_task_history",
     "get_tasks",
     "get_visible_task",
     "heartbeat",

@@ -50,3 +50,25 @@ def notify(channel: str, payloads: Iterable[str]) -> None:
         return
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p", [channel, values])
+
+
+def param(sql_type: str) -> str:
+    """A placeholder PostgreSQL can type inside a JSON builder (``%s::text``); ``%s`` on SQLite."""
+    return f"%s::{sql_type}" if is_postgres() else "%s"
+
+
+def appended_attempt(row: str, finished_at: str, error_type: str, error: str, traceback: str) -> str:
+    """SQL for ``attempt_log`` with the row's current attempt appended as failed.
+
+    ``row`` prefixes the task table's columns (``"t."`` in an ``UPDATE ... AS t``, else ``""``);
+    the other arguments are SQL expressions. The attempt, worker and start time are the row's
+    own, read before the statement's other assignments change them (SQL sees the old row).
+    """
+    fields = (
+        f"'attempt', {row}attempts, 'worker_id', {row}worker_id, 'started_at', {row}started_at, "
+        f"'finished_at', {finished_at}, 'error_type', {error_type}, 'error', {error}, "
+        f"'traceback', {traceback}"
+    )
+    if is_postgres():
+        return f"{row}attempt_log || jsonb_build_array(jsonb_build_object({fields}))"
+    return f"json_insert({row}attempt_log, '$[#]', json_object({fields}))"

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from ..status import TaskStatus
 from ..values import ClaimedTask, Outcome
-from ._vendor import TABLE, WORKER_TABLE, decode_json, is_postgres, placeholders
+from ._vendor import TABLE, WORKER_TABLE, appended_attempt, decode_json, is_postgres, placeholders
 from .tasks import CANCEL_ERROR_TYPE, CANCELLED_WHILE_RUNNING
 
 
@@ -124,6 +124,12 @@ _RETRY_ASSIGNED = {
     "completed_at": "CASE WHEN t.cancel_requested THEN v.completed_at END",
 }
 
+
+def _failed_attempt() -> str:
+    """The row's attempt log with this outcome appended (retries and failures keep every attempt)."""
+    return appended_attempt("t.", "v.completed_at", "v.error_type", "v.error", "v.traceback")
+
+
 # The columns every plain completion sets to the same values (see _is_plain_completion).
 _PLAIN_COMPLETION = (
     f"status = '{TaskStatus.COMPLETED.value}', progress = 1, error = '', error_type = '', "
@@ -214,6 +220,8 @@ def write_batch(
                 _OUTCOME_COLUMNS,
                 _OUTCOME_TYPES,
                 outcome_rows,
+                fixed=f"attempt_log = CASE WHEN v.status = '{TaskStatus.FAILED.value}' "
+                f"THEN {_failed_attempt()} ELSE t.attempt_log END, ",
             )
         if retry_rows:
             written += _update_running(
@@ -223,7 +231,7 @@ def write_batch(
                 ("id", "attempts", "error", "error_type", "traceback", "run_after", "completed_at"),
                 ("text", "integer", "text", "text", "text", "timestamptz", "timestamptz"),
                 retry_rows,
-                fixed=_RETRY,
+                fixed=f"{_RETRY}attempt_log = {_failed_attempt()}, ",
                 assigned=_RETRY_ASSIGNED,
             )
     return _as_stored(given, written, now)

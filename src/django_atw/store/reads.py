@@ -4,15 +4,16 @@ API, and the rows live events are built from. Nothing here writes."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from ..models import TaskRecord, WorkerProcess
 from ..status import TaskInfo, TaskStatus
-from ..values import Health, PageFilters
+from ..values import FailedAttempt, Health, PageFilters, TaskHistory
 from ._vendor import FINISHED
 
 # --- reading --------------------------------------------------------------------------------
@@ -53,6 +54,35 @@ def get_task(task_id: str) -> TaskInfo | None:
     """Return one task's stored state, or None."""
     row = TaskRecord.objects.filter(id=task_id).values(*_INFO_FIELDS).first()
     return _info(row) if row is not None else None
+
+
+def get_task_history(task_id: str) -> TaskHistory | None:
+    """Return one task's stored state, its latest traceback and its failed attempts, or None."""
+    row = TaskRecord.objects.filter(id=task_id).values(*_INFO_FIELDS, "traceback", "attempt_log").first()
+    if row is None:
+        return None
+    traceback, log = row.pop("traceback"), row.pop("attempt_log")
+    attempts = [
+        FailedAttempt(
+            attempt=int(entry.get("attempt") or 0),
+            worker_id=entry.get("worker_id") or "",
+            started_at=_logged_time(entry.get("started_at")),
+            finished_at=_logged_time(entry.get("finished_at")),
+            error_type=entry.get("error_type") or "",
+            error=entry.get("error") or "",
+            traceback=entry.get("traceback") or "",
+        )
+        for entry in log or []
+    ]
+    return TaskHistory(_info(row), traceback, attempts)
+
+
+def _logged_time(value: Any) -> datetime | None:
+    """A time the attempt log holds as text (PostgreSQL's ISO form or SQLite's stored text)."""
+    parsed = parse_datetime(value) if isinstance(value, str) else None
+    if parsed is not None and timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, UTC)
+    return parsed
 
 
 def get_tasks(task_ids: Iterable[str]) -> dict[str, TaskInfo]:

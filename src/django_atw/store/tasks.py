@@ -85,6 +85,7 @@ _INSERT_DEFAULTS = (
     ("error_type", "''"),
     ("traceback", "''"),
     ("cancel_requested", "FALSE"),
+    ("attempt_log", "'[]'"),
 )
 
 

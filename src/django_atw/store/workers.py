@@ -7,12 +7,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from ..models import TaskRecord, WorkerProcess
 from ..status import TaskStatus
 from ..values import Reaped
-from ._vendor import TASK_ADDED_CHANNEL, notify
+from ._vendor import TASK_ADDED_CHANNEL, appended_attempt, notify, param
 from .tasks import CANCEL_ERROR_TYPE, CANCELLED_WHILE_RUNNING
 
 # The error type stored on a task failed because its worker died on its last attempt.
@@ -109,14 +110,12 @@ def reap_stale_workers(lease: timedelta) -> Reaped:
         for task_id, _attempts, _max, _queue, worker_id, _cancel in exhausted:
             by_worker.setdefault(worker_id, []).append(task_id)
         for owner, ids in by_worker.items():
+            died = _worker_died(owner, lease, "and the task has no attempts left")
             running.filter(id__in=ids, worker_id=owner).update(
                 status=TaskStatus.FAILED.value,
-                error=(
-                    f"The worker running this task ({owner or 'unknown'}) died: it stopped "
-                    f"heart-beating for longer than the {lease.total_seconds():g} s lease, and the "
-                    "task has no attempts left."
-                ),
+                error=died,
                 error_type=WORKER_DIED_ERROR_TYPE,
+                attempt_log=_died_attempt(now, died),
                 completed_at=now,
                 updated_at=now,
             )
@@ -128,12 +127,27 @@ def reap_stale_workers(lease: timedelta) -> Reaped:
                 started_at=None,
                 progress=0.0,
                 run_after=None,
+                # The attempt failed with its worker: logged, though the task goes on.
+                attempt_log=_died_attempt(now, _worker_died(owner, lease, "so the task was queued again")),
                 updated_at=now,
             )
         notify(TASK_ADDED_CHANNEL, {row[3] for row in requeued})
     return Reaped(
         dead, [row[0] for row in requeued], [row[0] for row in exhausted], [row[0] for row in cancelled]
     )
+
+
+def _worker_died(owner: str | None, lease: timedelta, then: str) -> str:
+    return (
+        f"The worker running this task ({owner or 'unknown'}) died: it stopped heart-beating for "
+        f"longer than the {lease.total_seconds():g} s lease, {then}."
+    )
+
+
+def _died_attempt(now: datetime, error: str) -> RawSQL:
+    """The attempt log with the running attempt appended as failed because its worker died."""
+    sql = appended_attempt("", param("timestamptz"), param("text"), param("text"), "''")
+    return RawSQL(sql, [now, WORKER_DIED_ERROR_TYPE, error])
 
 
 def prune_workers(stopped_before: datetime, batch_size: int = PRUNE_BATCH) -> int:
