@@ -7,6 +7,7 @@ puts the error where the mistake is instead of in a worker log.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Any
 from django.utils import timezone
 
 from . import registry
+from .conf import get_settings
 from .exceptions import TaskArgumentError, TaskDefinitionError
 from .values import NewTask
 
@@ -27,38 +29,147 @@ OPTION_NAMES = frozenset(
     }
 )  # fmt: skip
 MAX_TASK_ID_LENGTH = 255
+# Deepest nesting of containers accepted in an argument, a kwarg, the metadata or a result.
+# Real payloads nest a handful of levels; pydantic refuses to serialise beyond ~250 (a stored
+# row that deep would break every API answer that lists it), and Python's own recursion limit
+# lies beyond that. 32 leaves generous room for real data and stays far below both.
+MAX_JSON_DEPTH = 32
+# Upper bounds of the JSON text of one character and of one number, for the cheap size bound:
+# ensure_ascii writes a character as at most 6 bytes (\uXXXX), a float as at most 24.
+_JSON_ESCAPE_WIDTH = 6
+_JSON_NUMBER_WIDTH = 24
 
 
-def check_json(value: Any, where: str) -> None:
-    """Raise ``TaskArgumentError`` naming ``where`` (e.g. ``kwargs['when']``) if not JSON.
+class _Refused(Exception):
+    """A value ``check_json`` refuses; ``path`` is filled in, innermost first, as it unwinds."""
 
-    Tuples are accepted and come back as lists; dict keys must be strings (JSON would turn
-    ``{1: x}`` into ``{"1": x}`` silently); NaN and infinities are refused (not JSON).
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        self.path: list[str | int] = []
+
+
+class _TooDeep(Exception):
+    """Raised past ``MAX_JSON_DEPTH``; the caller measures the real depth only then."""
+
+
+def _walk(value: Any, depth: int) -> int:
+    """Check one JSON value and return an upper bound of its ``json.dumps`` length.
+
+    ``depth`` is the nesting of the containers around ``value``; the recursion stops at
+    ``MAX_JSON_DEPTH``, so no value can exhaust the interpreter's stack. Paths are collected
+    only on the way out of a refusal, so a valid value costs no string formatting.
     """
-    if value is None or isinstance(value, (str, bool, int)):
-        return
+    if isinstance(value, str):
+        return _JSON_ESCAPE_WIDTH * len(value) + 2
+    if value is None or isinstance(value, bool):
+        return 5
+    if isinstance(value, int):
+        return _JSON_NUMBER_WIDTH
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise TaskArgumentError(f"{where} is {value!r}, which is not a JSON value. Pass a finite number.")
-        return
+            raise _Refused(f"is {value!r}, which is not a JSON value. Pass a finite number.")
+        return _JSON_NUMBER_WIDTH
     if isinstance(value, (list, tuple)):
+        if depth >= MAX_JSON_DEPTH:
+            raise _TooDeep
+        size = 2
         for index, item in enumerate(value):
-            check_json(item, f"{where}[{index}]")
-        return
+            try:
+                size += _walk(item, depth + 1) + 2
+            except _Refused as exc:
+                exc.path.append(index)
+                raise
+        return size
     if isinstance(value, dict):
+        if depth >= MAX_JSON_DEPTH:
+            raise _TooDeep
+        size = 2
         for key, item in value.items():
             if not isinstance(key, str):
-                raise TaskArgumentError(
-                    f"{where} has the key {key!r} of type {type(key).__name__}; JSON object keys "
+                raise _Refused(
+                    f"has the key {key!r} of type {type(key).__name__}; JSON object keys "
                     "must be strings. Convert the keys with str()."
                 )
-            check_json(item, f"{where}[{key!r}]")
-        return
-    raise TaskArgumentError(
-        f"{where} is a {type(value).__name__}, which is not a JSON value. Task arguments are stored "
+            try:
+                size += _walk(item, depth + 1) + _JSON_ESCAPE_WIDTH * len(key) + 6
+            except _Refused as exc:
+                exc.path.append(key)
+                raise
+        return size
+    raise _Refused(
+        f"is a {type(value).__name__}, which is not a JSON value. Task arguments are stored "
         "as JSON: pass str, int, float, bool, None, lists or dicts (for example date.isoformat() "
         "for a date) and convert inside the task."
     )
+
+
+def json_depth(value: Any, *, stop_after: int | None = None) -> int:
+    """Return how many containers deep ``value`` nests (0 for a scalar), without recursion.
+
+    With ``stop_after``, return as soon as the depth exceeds it (the first depth found beyond).
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, (list, tuple, dict)):
+            if depth > deepest:
+                deepest = depth
+                if stop_after is not None and deepest > stop_after:
+                    return deepest
+            stack.extend((child, depth + 1) for child in children if isinstance(child, (list, tuple, dict)))
+    return deepest
+
+
+def _where(where: str, path: Sequence[str | int]) -> str:
+    return where + "".join(f"[{part!r}]" for part in path)
+
+
+def check_json(value: Any, where: str, path: tuple[str | int, ...] | None = None) -> int:
+    """Raise ``TaskArgumentError`` naming ``where`` (e.g. ``kwargs['when']``) if not JSON.
+
+    Tuples are accepted and come back as lists; dict keys must be strings (JSON would turn
+    ``{1: x}`` into ``{"1": x}`` silently); NaN and infinities are refused (not JSON); so is
+    nesting deeper than ``MAX_JSON_DEPTH``. ``path`` locates ``value`` for the error's ``path``
+    (default: ``(where,)``). Returns an upper bound of the value's JSON length in bytes.
+    """
+    root = path if path is not None else (where,)
+    try:
+        return _walk(value, 0)
+    except _Refused as exc:
+        inner = exc.path[::-1]
+        raise TaskArgumentError(f"{_where(where, inner)} {exc.problem}", path=(*root, *inner)) from None
+    except _TooDeep:
+        raise TaskArgumentError(
+            f"{where} is nested {json_depth(value)} levels deep; at most {MAX_JSON_DEPTH} levels are "
+            "accepted. Pass a flatter structure, or store the data elsewhere and pass a reference.",
+            path=root,
+        ) from None
+
+
+def _check_size(arg_list: list[Any], kwargs: dict[str, Any], meta: dict[str, Any], bound: int) -> None:
+    """Refuse arguments larger than ``ATW["MAX_ARGUMENT_BYTES"]`` as JSON.
+
+    ``bound`` is ``check_json``'s upper bound; only when it exceeds the limit are the arguments
+    encoded to measure them exactly, so an ordinary call never pays for a second encoding.
+    """
+    limit = get_settings().MAX_ARGUMENT_BYTES
+    if bound <= limit:
+        return
+    sizes = {
+        name: len(json.dumps(value))
+        for name, value in (("args", arg_list), ("kwargs", kwargs), ("metadata", meta))
+    }
+    total = sum(sizes.values())
+    if total > limit:
+        largest = max(sizes, key=sizes.__getitem__)
+        raise TaskArgumentError(
+            f"args, kwargs and metadata take {total:,} bytes as JSON; at most "
+            f"ATW['MAX_ARGUMENT_BYTES'] = {limit:,} are accepted ({largest} takes {sizes[largest]:,}). "
+            "Store large data elsewhere (a file, object storage, a model) and pass a reference to it.",
+            path=(largest,),
+        )
 
 
 def _check_option_types(
@@ -164,16 +275,20 @@ def build(
             "kwargs['progress_callback'] is set by the worker when the task runs; do not pass it."
         )
     arg_list = list(args)
-    check_json(arg_list, "args")
+    size = 0
+    for index, value in enumerate(arg_list):
+        size += check_json(value, f"args[{index}]", ("args", index))
     for name, value in kwargs.items():
-        check_json(value, f"kwargs[{name!r}]")
+        size += check_json(value, f"kwargs[{name!r}]", ("kwargs", name))
     meta = dict(metadata or {})
-    check_json(meta, "metadata")
+    size += check_json(meta, "metadata")
+    kwargs = dict(kwargs)
+    _check_size(arg_list, kwargs, meta, size)
     return NewTask(
         id=task_id,
         task_type=task_type,
         args=arg_list,
-        kwargs=dict(kwargs),
+        kwargs=kwargs,
         metadata=meta,
         priority=priority,
         queue=queue,
@@ -207,5 +322,5 @@ def build_calls(
         try:
             new.append(build(task_func, args, kwargs, **options))
         except TaskArgumentError as exc:
-            raise TaskArgumentError(f"calls[{index}]: {exc}") from exc
+            raise TaskArgumentError(f"calls[{index}]: {exc}", path=exc.path) from exc
     return new

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from ..conf import get_settings
+from ..validation import MAX_JSON_DEPTH
 from .auth import Caller, authenticate
 from .errors import ApiError, ErrorKind, error_body, invalid_value, json_response
 
@@ -64,6 +65,12 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         value = json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid_value(("body",), f"The body is not valid JSON: {exc}.", "json_invalid") from None
+    except RecursionError:  # arrays or objects nested thousands deep: refused long before any use
+        raise invalid_value(
+            ("body",),
+            f"The body is nested too deep to read; at most {MAX_JSON_DEPTH} levels are accepted in a value.",
+            "json_invalid",
+        ) from None
     if not isinstance(value, dict):
         raise invalid_value(
             ("body",), f"The body must be a JSON object, got {type(value).__name__}.", "model_attributes_type"

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from .. import adding, asgi, registry, shortcuts, store, wakeup
 from ..conf import get_settings
-from ..exceptions import DuplicateTaskIdError, TaskDefinitionError
+from ..exceptions import DuplicateTaskIdError, TaskArgumentError, TaskDefinitionError
 from ..status import TaskStatus
 from . import signatures
 from .auth import ADD, CHANGE, VIEW, Caller
@@ -54,6 +54,18 @@ _read_health = sync_to_async(store.read_health)
 
 def _not_found(task_id: str) -> ApiError:
     return ApiError(404, "not_found", f"No task with id {task_id!r}.", field="task_id", task_id=task_id)
+
+
+# Where an argument of enqueue() sits in the body: the task's kwargs are its params.
+_BODY_FIELDS = {"kwargs": "params"}
+
+
+def _refused_argument(exc: TaskArgumentError) -> ApiError:
+    """A 422 at the body field the add path refused (``exc.path``), in its words."""
+    if not exc.path:
+        return invalid_value(("body",), str(exc))
+    name, *inside = exc.path
+    return invalid_value(("body", _BODY_FIELDS.get(str(name), str(name)), *inside), str(exc))
 
 
 def _check_storable(value: Any, loc: tuple[str | int, ...]) -> None:
@@ -130,6 +142,8 @@ async def submit_task(request: HttpRequest, caller: Caller) -> HttpResponse:
         task_id = await adding.aenqueue(body.task_type, *body.args, **options, **body.params)
     except DuplicateTaskIdError as exc:
         raise ApiError(409, "duplicate_task_id", str(exc), field="task_id", task_id=exc.task_id) from None
+    except TaskArgumentError as exc:
+        raise _refused_argument(exc) from None
     except TaskDefinitionError as exc:
         raise ApiError(400, "invalid_task", str(exc)) from None
     info = await shortcuts.aget_task_info(task_id)

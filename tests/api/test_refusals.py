@@ -1,0 +1,59 @@
+"""Input the API refuses before anything is stored: each refusal is a 4xx naming the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from django_atw.models import TaskRecord
+from django_atw.validation import MAX_JSON_DEPTH
+from tests.api.conftest import API
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def post(client: Any, body: Any, **kwargs: Any) -> Any:
+    return await client.post(API + "tasks", body, content_type="application/json", **kwargs)
+
+
+def nested(depth: int) -> str:
+    """JSON text of a dict nested ``depth`` levels deep (the client's encoder stops at ~1000)."""
+    return '{"a": ' * (depth - 1) + "{}" + "}" * (depth - 1)
+
+
+async def post_raw(client: Any, text: str) -> Any:
+    return await client.post(API + "tasks", text.encode(), content_type="application/json")
+
+
+def refused_at(response: Any, status: int, field: str) -> str:
+    """Assert the answer refuses ``field`` with ``status``; return its message."""
+    body = response.json()
+    assert (response.status_code, body["error"]["field"]) == (status, field), body
+    return str(body["error"]["message"])
+
+
+# --- depth and size -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "depth", "named"),
+    [("metadata", 600, "metadata"), ("params", 900, "params.deep"), ("args", 600, "args.0")],
+)
+async def test_json_nested_too_deep_answers_422_naming_the_field_and_the_limit(operator, field, depth, named):
+    value = {"params": '{"deep": %s}', "args": "[%s]", "metadata": "%s"}[field] % nested(depth)
+    response = await post_raw(operator.client, f'{{"task_type": "echo", "{field}": {value}}}')
+    message = refused_at(response, 422, named)
+    assert f"at most {MAX_JSON_DEPTH} levels are accepted" in message
+    assert await TaskRecord.objects.acount() == 0
+
+
+async def test_the_list_still_answers_after_a_deep_post(operator):
+    await post_raw(operator.client, f'{{"task_type": "echo", "metadata": {nested(600)}}}')
+    response = await operator.client.get(API + "tasks")
+    assert response.status_code == 200
+
+
+async def test_a_body_nested_beyond_the_parsers_recursion_answers_422(operator):
+    response = await post_raw(operator.client, f'{{"task_type": "echo", "metadata": {nested(100_000)}}}')
+    assert refused_at(response, 422, "body").startswith("The body is nested too deep")
