@@ -121,6 +121,13 @@ async def submit_task(request: HttpRequest, caller: Caller) -> HttpResponse:
             "a task parameter cannot have it.",
             field=f"params.{clashing[0]}",
         )
+    if signatures.PROGRESS_CALLBACK in body.params:
+        raise ApiError(
+            400,
+            "invalid_params",
+            "params.progress_callback is passed by the worker when the task runs; do not send it.",
+            field="params.progress_callback",
+        )
     problem = signatures.binding_error(func, body.args, body.params)
     if problem is not None:
         raise ApiError(
