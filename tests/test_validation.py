@@ -81,3 +81,33 @@ def test_enqueue_refuses_deep_metadata_and_stores_nothing():
     with pytest.raises(TaskArgumentError, match="metadata is nested 1000 levels deep"):
         enqueue(tasks.echo, metadata=nested(1000))
     assert TaskRecord.objects.count() == 0
+
+
+# --- task ids -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "task_id",
+    [
+        "../../admin",
+        "a/b",
+        ".",
+        "..",
+        "with space",
+        "tab\there",
+        "nul\x00",
+        "line\nbreak",
+        "é",
+        "x" * 256,
+        "",
+    ],
+)
+def test_a_task_id_outside_the_alphabet_is_refused_naming_the_rule(task_id):
+    exc = refusal(task_id=task_id)
+    assert exc.path == ("task_id",)
+    assert "task_id must be 1 to 255 of the characters A-Z a-z 0-9 . _ : -" in str(exc)
+
+
+@pytest.mark.parametrize("task_id", ["a", "custom-1", "job:2024-01-01.retry_2", "...", "x" * 255])
+def test_a_task_id_inside_the_alphabet_is_accepted(task_id):
+    assert build(tasks.echo, (), {}, task_id=task_id).id == task_id

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +30,15 @@ OPTION_NAMES = frozenset(
     }
 )  # fmt: skip
 MAX_TASK_ID_LENGTH = 255
+# A custom task id is a URL path segment (tasks/<id>), a Location header and a log field, so it
+# takes the characters that are safe in all three unescaped: letters, digits and . _ : -, and
+# is never "." or ".." (a dot segment: "tasks/.." resolves to the API's root). Written without
+# look-ahead so that the API's schema, checked by pydantic's Rust regex, uses the same pattern.
+TASK_ID_PATTERN = r"^(?:[A-Za-z0-9._:-]*[A-Za-z0-9_:-][A-Za-z0-9._:-]*|\.{3,})$"
+_TASK_ID = re.compile(TASK_ID_PATTERN)
+TASK_ID_RULE = (
+    f"task_id must be 1 to {MAX_TASK_ID_LENGTH} of the characters A-Z a-z 0-9 . _ : - (and not '.' or '..')"
+)
 # Deepest nesting of containers accepted in an argument, a kwarg, the metadata or a result.
 # Real payloads nest a handful of levels; pydantic refuses to serialise beyond ~250 (a stored
 # row that deep would break every API answer that lists it), and Python's own recursion limit
@@ -185,11 +195,14 @@ def _check_option_types(
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise TaskArgumentError(f"priority must be an int (lower runs first), got {priority!r}.")
     if task_id is not None:
-        if not isinstance(task_id, str) or not task_id:
-            raise TaskArgumentError(f"task_id must be a non-empty string, got {task_id!r}.")
-        if len(task_id) > MAX_TASK_ID_LENGTH:
+        if not isinstance(task_id, str):
+            raise TaskArgumentError(f"task_id must be a string, got {task_id!r}.", path=("task_id",))
+        if len(task_id) > MAX_TASK_ID_LENGTH or not _TASK_ID.match(task_id):
+            shown = task_id if len(task_id) <= 80 else task_id[:80] + "..."
             raise TaskArgumentError(
-                f"task_id is {len(task_id)} characters long; at most {MAX_TASK_ID_LENGTH} fit."
+                f"{TASK_ID_RULE}, got {shown!r}. Build ids from such parts (e.g. 'report:2024-01-31'), "
+                "or pass none to get a new UUID.",
+                path=("task_id",),
             )
     if metadata is not None and not isinstance(metadata, Mapping):
         raise TaskArgumentError(f"metadata must be a dict, got {type(metadata).__name__}.")

@@ -57,3 +57,15 @@ async def test_the_list_still_answers_after_a_deep_post(operator):
 async def test_a_body_nested_beyond_the_parsers_recursion_answers_422(operator):
     response = await post_raw(operator.client, f'{{"task_type": "echo", "metadata": {nested(100_000)}}}')
     assert refused_at(response, 422, "body").startswith("The body is nested too deep")
+
+
+# --- task ids -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task_id", ["../../admin", "a/b", ".", "..", "a b", "nul\x00", "x" * 256])
+async def test_a_task_id_outside_the_alphabet_answers_422_and_stores_nothing(operator, task_id):
+    response = await post(operator.client, {"task_type": "noop", "task_id": task_id})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "task_id"]
+    assert "Location" not in response
+    assert await TaskRecord.objects.acount() == 0
