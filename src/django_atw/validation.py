@@ -7,6 +7,8 @@ puts the error where the mistake is instead of in a worker log.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import math
 import re
@@ -30,6 +32,8 @@ OPTION_NAMES = frozenset(
     }
 )  # fmt: skip
 MAX_TASK_ID_LENGTH = 255
+# The keyword argument the worker passes to a task that takes it; never the caller's to pass.
+PROGRESS_CALLBACK = "progress_callback"
 # A custom task id is a URL path segment (tasks/<id>), a Location header and a log field, so it
 # takes the characters that are safe in all three unescaped: letters, digits and . _ : -, and
 # is never "." or ".." (a dot segment: "tasks/.." resolves to the API's root). Written without
@@ -44,10 +48,38 @@ TASK_ID_RULE = (
 # row that deep would break every API answer that lists it), and Python's own recursion limit
 # lies beyond that. 32 leaves generous room for real data and stays far below both.
 MAX_JSON_DEPTH = 32
+# Integers in JSON arguments: SQLite's JSON functions turn larger ones into floats (losing
+# digits), and Python refuses to print ints of more than 4,300 digits; 64 bits is what both
+# databases and every JSON client keep exactly (JavaScript up to 2**53, though).
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# priority and cache_ttl are 32-bit integer columns; timeout and cache_ttl seconds share that
+# bound (68 years), far beyond any real deadline and well inside what timedelta can add.
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 # Upper bounds of the JSON text of one character and of one number, for the cheap size bound:
 # ensure_ascii writes a character as at most 6 bytes (\uXXXX), a float as at most 24.
 _JSON_ESCAPE_WIDTH = 6
 _JSON_NUMBER_WIDTH = 24
+
+
+def text_problem(text: str) -> str | None:
+    """Name what in ``text`` no database column can hold (NUL, a lone surrogate), or return None.
+
+    PostgreSQL refuses NUL in text and JSON, and no driver encodes a lone surrogate; SQLite
+    stores both, so a task that works on a developer's SQLite would fail on PostgreSQL.
+    """
+    if "\x00" in text:
+        return "a NUL character (\\u0000)"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "an unpaired surrogate (\\ud800-\\udfff)"
+    return None
+
+
+_UNSTORABLE_TEXT = (
+    "which the database cannot store. Remove it, or encode binary data (for example as base64)."
+)
 
 
 class _Refused(Exception):
@@ -70,10 +102,18 @@ def _walk(value: Any, depth: int) -> int:
     only on the way out of a refusal, so a valid value costs no string formatting.
     """
     if isinstance(value, str):
+        problem = text_problem(value)
+        if problem is not None:
+            raise _Refused(f"holds {problem}, {_UNSTORABLE_TEXT}")
         return _JSON_ESCAPE_WIDTH * len(value) + 2
     if value is None or isinstance(value, bool):
         return 5
     if isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise _Refused(
+                f"is an integer of {value.bit_length()} bits, outside the signed 64-bit range "
+                f"({_INT64_MIN} to {_INT64_MAX}) that is accepted. Pass it as a string."
+            )
         return _JSON_NUMBER_WIDTH
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -100,6 +140,9 @@ def _walk(value: Any, depth: int) -> int:
                     f"has the key {key!r} of type {type(key).__name__}; JSON object keys "
                     "must be strings. Convert the keys with str()."
                 )
+            problem = text_problem(key)
+            if problem is not None:
+                raise _Refused(f"has the key {key!r}, which holds {problem}, {_UNSTORABLE_TEXT}")
             try:
                 size += _walk(item, depth + 1) + _JSON_ESCAPE_WIDTH * len(key) + 6
             except _Refused as exc:
@@ -193,7 +236,14 @@ def _check_option_types(
     queue: Any,
 ) -> None:
     if isinstance(priority, bool) or not isinstance(priority, int):
-        raise TaskArgumentError(f"priority must be an int (lower runs first), got {priority!r}.")
+        raise TaskArgumentError(
+            f"priority must be an int (lower runs first), got {priority!r}.", path=("priority",)
+        )
+    if not _INT32_MIN <= priority <= _INT32_MAX:
+        raise TaskArgumentError(
+            f"priority must be an int from {_INT32_MIN} to {_INT32_MAX} (lower runs first), got {priority}.",
+            path=("priority",),
+        )
     if task_id is not None:
         if not isinstance(task_id, str):
             raise TaskArgumentError(f"task_id must be a string, got {task_id!r}.", path=("task_id",))
@@ -205,20 +255,68 @@ def _check_option_types(
                 path=("task_id",),
             )
     if metadata is not None and not isinstance(metadata, Mapping):
-        raise TaskArgumentError(f"metadata must be a dict, got {type(metadata).__name__}.")
+        raise TaskArgumentError(
+            f"metadata must be a dict, got {type(metadata).__name__}.", path=("metadata",)
+        )
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TaskArgumentError(f"timeout must be a number of seconds or None, got {timeout!r}.")
-        if not timeout > 0 or not math.isfinite(timeout):
-            raise TaskArgumentError(f"timeout must be a positive number of seconds, got {timeout!r}.")
+            raise TaskArgumentError(
+                f"timeout must be a number of seconds or None, got {timeout!r}.", path=("timeout",)
+            )
+        if not 0 < timeout <= _INT32_MAX:  # NaN fails both comparisons
+            raise TaskArgumentError(
+                f"timeout must be a positive number of seconds up to {_INT32_MAX}, got {timeout!r}. "
+                "Pass None for no timeout.",
+                path=("timeout",),
+            )
     if use_cache is not None and not isinstance(use_cache, bool):
-        raise TaskArgumentError(f"use_cache must be True, False or None, got {use_cache!r}.")
+        raise TaskArgumentError(
+            f"use_cache must be True, False or None, got {use_cache!r}.", path=("use_cache",)
+        )
     if cache_ttl is not None and (
-        isinstance(cache_ttl, bool) or not isinstance(cache_ttl, int) or cache_ttl < 0
+        isinstance(cache_ttl, bool) or not isinstance(cache_ttl, int) or not 0 <= cache_ttl <= _INT32_MAX
     ):
-        raise TaskArgumentError(f"cache_ttl must be a non-negative int of seconds, got {cache_ttl!r}.")
+        raise TaskArgumentError(
+            f"cache_ttl must be an int of seconds from 0 to {_INT32_MAX}, got {cache_ttl!r}.",
+            path=("cache_ttl",),
+        )
     if not isinstance(queue, str) or not queue or len(queue) > 100:
-        raise TaskArgumentError(f"queue must be a non-empty string of at most 100 characters, got {queue!r}.")
+        raise TaskArgumentError(
+            f"queue must be a non-empty string of at most 100 characters, got {queue!r}.", path=("queue",)
+        )
+    problem = text_problem(queue)
+    if problem is not None:
+        raise TaskArgumentError(f"queue holds {problem}, {_UNSTORABLE_TEXT}", path=("queue",))
+
+
+@functools.lru_cache(maxsize=1024)
+def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
+    """``func``'s signature (None when Python cannot read one), cached: reading it costs more
+    than binding it, and a function's signature does not change."""
+    try:
+        return inspect.signature(func)
+    except (TypeError, ValueError):
+        return None
+
+
+def binding_error(func: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:
+    """Return why ``func(*args, **kwargs)`` could not be called (naming the parameter), or None.
+
+    The worker passes ``progress_callback`` to a function that takes it, so it is bound as if given.
+    """
+    signature = _signature(func)
+    if signature is None:
+        return None
+    params = signature.parameters
+    if PROGRESS_CALLBACK not in kwargs and (
+        PROGRESS_CALLBACK in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    ):
+        kwargs = {**kwargs, PROGRESS_CALLBACK: None}
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        return str(exc)
+    return None
 
 
 def run_after_time(run_after: Any) -> datetime | None:
@@ -258,15 +356,16 @@ def build(
     The queue is ``queue``, else the one its ``@task(queue=)`` names, else ``default_queue``.
     """
     if isinstance(task_func, str):
-        if registry.resolve(task_func) is None:
+        resolved = registry.resolve(task_func)
+        if resolved is None:
             known = ", ".join(registry.get_all_task_types()) or "none"
             raise TaskDefinitionError(
                 f"Unknown task type {task_func!r}. Registered types: {known}. Register it with "
                 "@task(...) in an installed app's tasks.py, or pass an importable async function."
             )
-        task_type = task_func
+        task_type, func = task_func, resolved
     elif callable(task_func):
-        task_type = registry.type_of(task_func)
+        task_type, func = registry.type_of(task_func), task_func
     else:
         raise TaskArgumentError(
             f"task_func must be an async function or a task type name, got {type(task_func).__name__}."
@@ -283,9 +382,16 @@ def build(
         cache_ttl=cache_ttl,
         queue=queue,
     )
-    if "progress_callback" in kwargs:
+    if PROGRESS_CALLBACK in kwargs:
         raise TaskArgumentError(
-            "kwargs['progress_callback'] is set by the worker when the task runs; do not pass it."
+            "kwargs['progress_callback'] is set by the worker when the task runs; do not pass it.",
+            path=("kwargs", PROGRESS_CALLBACK),
+        )
+    mismatch = binding_error(func, args, kwargs)
+    if mismatch is not None:
+        raise TaskArgumentError(
+            f"Task {task_type!r} cannot be called with these arguments: {mismatch}. Pass what its "
+            f"function takes: {getattr(func, '__name__', task_type)}{_signature(func)}.",
         )
     arg_list = list(args)
     size = 0

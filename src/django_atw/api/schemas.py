@@ -74,7 +74,7 @@ class TaskSubmitRequest(BaseModel):
         description="A custom id: letters, digits and . _ : - (not '.' or '..'); a new UUID when omitted.",
     )
     metadata: dict[str, Any] | None = None
-    timeout: Annotated[float, Field(gt=0, allow_inf_nan=False), _NUMBER] | None = Field(
+    timeout: Annotated[float, Field(gt=0, le=2**31 - 1, allow_inf_nan=False), _NUMBER] | None = Field(
         None, description="Seconds."
     )
     use_cache: bool | None = Field(None, strict=True)

@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from pydantic import ValidationError
 
-from .. import adding, asgi, registry, shortcuts, store, wakeup
+from .. import adding, asgi, registry, shortcuts, store, validation, wakeup
 from ..conf import get_settings
 from ..exceptions import DuplicateTaskIdError, TaskArgumentError, TaskDefinitionError
 from ..status import TaskStatus
@@ -65,30 +65,11 @@ def _refused_argument(exc: TaskArgumentError) -> ApiError:
     if not exc.path:
         return invalid_value(("body",), str(exc))
     name, *inside = exc.path
-    return invalid_value(("body", _BODY_FIELDS.get(str(name), str(name)), *inside), str(exc))
-
-
-def _check_storable(value: Any, loc: tuple[str | int, ...]) -> None:
-    """Raise 422 naming ``loc`` for a string no database column can hold (NUL, lone surrogate)."""
-    if isinstance(value, str):
-        if "\x00" in value or (not value.isascii() and _has_surrogate(value)):
-            where = ".".join(str(part) for part in loc[1:])
-            raise invalid_value(loc, f"{where} holds a NUL or unpaired surrogate character.")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_storable(item, (*loc, index))
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_storable(key, loc)
-            _check_storable(item, (*loc, key))
-
-
-def _has_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
+    field = _BODY_FIELDS.get(str(name), str(name))
+    message = str(exc)
+    if message.startswith(f"{name}["):  # "kwargs['note'] holds ..." -> "params['note'] holds ..."
+        message = field + message[len(str(name)) :]
+    return invalid_value(("body", field, *inside), message)
 
 
 # --- tasks ----------------------------------------------------------------------------------
@@ -110,8 +91,6 @@ async def submit_task(request: HttpRequest, caller: Caller) -> HttpResponse:
             f"Unknown task type {body.task_type!r}. Known: {known}.",
             field="task_type",
         )
-    for name in ("params", "args", "metadata"):
-        _check_storable(getattr(body, name), ("body", name))
     clashing = sorted(set(body.params) & _ENQUEUE_OPTIONS)
     if clashing:
         raise ApiError(
@@ -121,14 +100,14 @@ async def submit_task(request: HttpRequest, caller: Caller) -> HttpResponse:
             "a task parameter cannot have it.",
             field=f"params.{clashing[0]}",
         )
-    if signatures.PROGRESS_CALLBACK in body.params:
+    if validation.PROGRESS_CALLBACK in body.params:
         raise ApiError(
             400,
             "invalid_params",
             "params.progress_callback is passed by the worker when the task runs; do not send it.",
             field="params.progress_callback",
         )
-    problem = signatures.binding_error(func, body.args, body.params)
+    problem = validation.binding_error(func, body.args, body.params)
     if problem is not None:
         raise ApiError(
             400, "invalid_params", f"Task {body.task_type!r} cannot be called so: {problem}.", field="params"
