@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -211,3 +212,31 @@ def test_a_call_that_does_not_fit_the_signature_is_refused_when_enqueued(func, a
 )
 def test_a_call_that_fits_the_signature_is_accepted(func, args, kwargs):
     build(func, args, kwargs)
+
+
+# --- run_after ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "run_after",
+    [
+        dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.timezone(-dt.timedelta(hours=23, minutes=59))),
+        dt.datetime(9999, 12, 31, tzinfo=dt.UTC),
+        dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=1))),
+        dt.datetime(1, 1, 1, tzinfo=dt.UTC),
+        dt.timedelta(days=999_999_999),
+        dt.timedelta(days=-999_999_999),
+    ],
+)
+def test_a_run_after_out_of_range_is_refused_naming_the_range(run_after):
+    exc = refusal(run_after=run_after)
+    assert exc.path == ("run_after",)
+    assert "run_after must fall between 0001-01-02 and 9999-12-30 (UTC)" in str(exc)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_enqueue_with_a_run_after_out_of_range_stores_nothing():
+    late = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.timezone(-dt.timedelta(hours=23, minutes=59)))
+    with pytest.raises(TaskArgumentError, match="run_after"):
+        enqueue(tasks.noop, run_after=late)
+    assert TaskRecord.objects.count() == 0

@@ -13,7 +13,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -55,6 +55,13 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # priority and cache_ttl are 32-bit integer columns; timeout and cache_ttl seconds share that
 # bound (68 years), far beyond any real deadline and well inside what timedelta can add.
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+# run_after is stored in UTC and shown in any time zone (the admin, the API's offsets): a day's
+# margin inside datetime's years 1..9999 keeps every such rendering representable. (Outside,
+# Python overflows converting to UTC and PostgreSQL refuses the value.)
+RUN_AFTER_RANGE = (
+    datetime(1, 1, 2, tzinfo=UTC),
+    datetime(9999, 12, 30, tzinfo=UTC),
+)
 # Upper bounds of the JSON text of one character and of one number, for the cheap size bound:
 # ensure_ascii writes a character as at most 6 bytes (\uXXXX), a float as at most 24.
 _JSON_ESCAPE_WIDTH = 6
@@ -319,20 +326,43 @@ def binding_error(func: Callable[..., Any], args: Sequence[Any], kwargs: Mapping
     return None
 
 
+def _run_after_out_of_range(run_after: Any) -> TaskArgumentError:
+    return TaskArgumentError(
+        f"run_after must fall between {RUN_AFTER_RANGE[0].date().isoformat()} and "
+        f"{RUN_AFTER_RANGE[1].date().isoformat()} "
+        f"(UTC), got {run_after!r}. Pass a nearer time, or None to run as soon as possible.",
+        path=("run_after",),
+    )
+
+
 def run_after_time(run_after: Any) -> datetime | None:
     """Turn ``run_after`` (an aware datetime, a timedelta from now, or None) into a time."""
     if run_after is None:
         return None
     if isinstance(run_after, timedelta):
-        return timezone.now() + run_after
-    if isinstance(run_after, datetime):
+        try:
+            when = timezone.now() + run_after
+        except OverflowError:
+            raise _run_after_out_of_range(run_after) from None
+    elif isinstance(run_after, datetime):
         if timezone.is_naive(run_after):
             raise TaskArgumentError(
                 f"run_after is a naive datetime ({run_after.isoformat()}); pass an aware one "
-                "(django.utils.timezone.now() + timedelta(...)) or a timedelta."
+                "(django.utils.timezone.now() + timedelta(...)) or a timedelta.",
+                path=("run_after",),
             )
-        return run_after
-    raise TaskArgumentError(f"run_after must be a datetime, a timedelta or None, got {run_after!r}.")
+        when = run_after
+    else:
+        raise TaskArgumentError(
+            f"run_after must be a datetime, a timedelta or None, got {run_after!r}.", path=("run_after",)
+        )
+    try:
+        in_range = RUN_AFTER_RANGE[0] <= when <= RUN_AFTER_RANGE[1]
+    except OverflowError:  # an offset that takes it past year 1 or 9999 in UTC
+        in_range = False
+    if not in_range:
+        raise _run_after_out_of_range(run_after)
+    return when
 
 
 def build(

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import DatabaseError
 
+from django_atw.api import auth, views
 from django_atw.models import TaskRecord
 from django_atw.validation import MAX_JSON_DEPTH
 from tests.api.conftest import API
@@ -69,3 +71,43 @@ async def test_a_task_id_outside_the_alphabet_answers_422_and_stores_nothing(ope
     assert response.json()["detail"][0]["loc"] == ["body", "task_id"]
     assert "Location" not in response
     assert await TaskRecord.objects.acount() == 0
+
+
+# --- run_after, content type, health --------------------------------------------------------
+
+
+@pytest.mark.parametrize("run_after", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+01:00"])
+async def test_a_run_after_out_of_range_answers_422(operator, run_after):
+    response = await post(operator.client, {"task_type": "noop", "run_after": run_after})
+    assert "between 0001-01-02 and 9999-12-30" in refused_at(response, 422, "run_after")
+    assert await TaskRecord.objects.acount() == 0
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1"]
+)
+async def test_a_body_that_is_not_declared_json_answers_415(operator, content_type):
+    response = await operator.client.post(API + "tasks", b'{"task_type": "noop"}', content_type=content_type)
+    body = response.json()
+    assert (response.status_code, body["error"]["code"]) == (415, "unsupported_media_type"), body
+    assert body["detail"]["error_type"] == "UnsupportedMediaType"
+    assert await TaskRecord.objects.acount() == 0
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/json; charset=utf-8", "Application/JSON"]
+)
+async def test_a_json_body_with_or_without_utf8_charset_is_accepted(operator, content_type):
+    response = await operator.client.post(API + "tasks", b'{"task_type": "noop"}', content_type=content_type)
+    assert response.status_code == 201, response.json()
+
+
+async def test_health_answers_503_when_the_database_fails_the_token_lookup(operator, monkeypatch):
+    async def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise DatabaseError("connection refused")
+
+    monkeypatch.setattr(auth, "auser_for_token", unreachable)
+    monkeypatch.setattr(views, "_read_health", unreachable)
+    response = await operator.client.get(API + "health")
+    body = response.json()
+    assert (response.status_code, body["database"], body["error"]["code"]) == (503, False, "unavailable")

@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -25,7 +24,7 @@ from ..exceptions import DuplicateTaskIdError, TaskArgumentError, TaskDefinition
 from ..status import TaskStatus
 from . import signatures
 from .auth import ADD, CHANGE, VIEW, Caller
-from .dispatch import api_view, parse_json_object, read_body
+from .dispatch import api_view, parse_json_object, read_body, require_json
 from .errors import NO_ENDPOINT, ApiError, error_body, invalid, invalid_value, json_response
 from .openapi import build_document
 from .schemas import (
@@ -79,7 +78,10 @@ async def submit_task(request: HttpRequest, caller: Caller) -> HttpResponse:
     """POST tasks: validate, store, answer 201 with the stored task."""
     await caller.require(ADD, "submit tasks")
     try:
-        body = TaskSubmitRequest.model_validate(parse_json_object(read_body(request)))
+        raw = read_body(request)
+        if raw:  # an empty body declares nothing: parse_json_object says it is empty
+            require_json(request)
+        body = TaskSubmitRequest.model_validate(parse_json_object(raw))
     except ValidationError as exc:
         raise invalid(exc, "body") from None
     func = registry.get_task_function(body.task_type)
@@ -260,21 +262,7 @@ async def health(request: HttpRequest, caller: Caller | None) -> HttpResponse:
     embedded = _embedded_worker()
     # Alive while within its lease: the workers whose running tasks lease recovery leaves alone.
     alive_since = timezone.now() - timedelta(seconds=get_settings().WORKER_LEASE)
-    try:
-        counts = await _read_health(alive_since, excluding=embedded.worker_id if embedded else None)
-    except DatabaseError:
-        error = error_body(503, "unavailable", "The database does not answer; no task can be stored or run.")
-        unavailable = HealthErrorResponse(
-            status="stopped",
-            worker_count=0,
-            worker_processes=0,
-            queue_size=0,
-            local_worker=local,
-            queue_depth={},
-            database=False,
-            **dict(error),
-        )
-        return json_response(unavailable, 503)
+    counts = await _read_health(alive_since, excluding=embedded.worker_id if embedded else None)
     processes = counts.workers_alive + (1 if embedded else 0)
     body = HealthResponse(
         status="ok" if processes > 0 else "stopped",
@@ -286,6 +274,22 @@ async def health(request: HttpRequest, caller: Caller | None) -> HttpResponse:
         database=True,
     )
     return json_response(body)
+
+
+def _health_unavailable() -> HttpResponse:
+    """GET health's 503: the database failed (reading the counts, or the caller's token)."""
+    error = error_body(503, "unavailable", "The database does not answer; no task can be stored or run.")
+    body = HealthErrorResponse(
+        status="stopped",
+        worker_count=0,
+        worker_processes=0,
+        queue_size=0,
+        local_worker=wakeup.local_worker_count() > 0,
+        queue_depth={},
+        database=False,
+        **dict(error),
+    )
+    return json_response(body, 503)
 
 
 async def openapi_document(request: HttpRequest, caller: Caller) -> HttpResponse:
@@ -308,7 +312,7 @@ def _public_health() -> bool:
 tasks_view = api_view({"GET": list_tasks, "POST": submit_task})
 task_view = api_view({"GET": get_task, "DELETE": cancel_task})
 types_view = api_view({"GET": task_types})
-health_view = api_view({"GET": health}, public=_public_health)
+health_view = api_view({"GET": health}, public=_public_health, unavailable=_health_unavailable)
 openapi_view = api_view({"GET": openapi_document})
 _EVERY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 unknown_path_view = api_view(dict.fromkeys(_EVERY_METHOD, unknown_path), public=lambda: True)
