@@ -111,3 +111,13 @@ async def test_health_answers_503_when_the_database_fails_the_token_lookup(opera
     response = await operator.client.get(API + "health")
     body = response.json()
     assert (response.status_code, body["database"], body["error"]["code"]) == (503, False, "unavailable")
+
+
+# --- repeated query parameters ---------------------------------------------------------------
+
+
+async def test_a_repeated_query_parameter_answers_422_naming_it(operator):
+    response = await operator.client.get(API + "tasks?status=pending&status=failed")
+    message = refused_at(response, 422, "status")
+    assert message.startswith("status is given 2 times")
+    assert response.json()["detail"][0]["loc"] == ["query", "status"]

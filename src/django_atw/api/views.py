@@ -163,6 +163,12 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 async def list_tasks(request: HttpRequest, caller: Caller) -> HttpResponse:
     """GET tasks: one page, newest first, with filters; users without view see their own."""
+    for name, values in request.GET.lists():
+        if len(values) > 1:  # QueryDict.dict() would keep the last one silently
+            raise invalid_value(
+                ("query", name),
+                f"{name} is given {len(values)} times; give each query parameter once.",
+            )
     try:
         query = TaskListQuery.model_validate(request.GET.dict())
     except ValidationError as exc:
