@@ -19,7 +19,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Model
 
 from . import store, validation, wakeup
 from .cache.adapter import AsyncCacheAdapter, default_adapter
@@ -132,10 +135,39 @@ def enqueue(
         queue=queue,
         default_queue=get_settings().DEFAULT_QUEUE,
         run_after=run_after,
-        created_by_id=getattr(created_by, "pk", created_by),
+        created_by_id=_owner_id(created_by),
     )
     (added,) = add_with_settings([new], cache_key_fn)
     return added
+
+
+def _owner_id(created_by: Any) -> Any:
+    """The pk of ``created_by`` (a user or a pk), or ``TaskArgumentError`` if no user has it.
+
+    A saved user instance is trusted as it is; a bare pk costs one query, so that a mistyped
+    one is refused here rather than by the foreign key (on PostgreSQL only at the commit of the
+    caller's transaction). No ``created_by``, the common case, costs nothing.
+    """
+    if created_by is None:
+        return None
+    if isinstance(created_by, Model):
+        if created_by.pk is None or created_by._state.adding:
+            raise TaskArgumentError(
+                "created_by is a user that is not saved; save it first, or pass None.", path=("created_by",)
+            )
+        return created_by.pk
+    users = get_user_model()._default_manager
+    try:
+        found = users.filter(pk=created_by).exists()
+    except (TypeError, ValueError, ValidationError):  # not even of the pk's type
+        found = False
+    if not found:
+        raise TaskArgumentError(
+            f"created_by is {created_by!r}, which is no user's pk. Pass a user instance, the pk of "
+            "an existing user, or None.",
+            path=("created_by",),
+        )
+    return created_by
 
 
 def enqueue_many(

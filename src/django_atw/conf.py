@@ -61,6 +61,14 @@ class AtwSettings(BaseModel):
         gt=0,
         description="Seconds (or a timedelta) a stopped worker's row is kept before live workers prune it.",
     )
+    MAX_ARGUMENT_BYTES: int = Field(
+        1_048_576,
+        ge=1,
+        description="Largest size in bytes of a task's args, kwargs and metadata together, as JSON.",
+    )
+    MAX_RESULT_BYTES: int = Field(
+        10_485_760, ge=1, description="Largest task result in bytes, as JSON; a larger one fails the task."
+    )
     CACHE: CacheSettings = Field(default_factory=lambda: CacheSettings.model_validate({}))
     # HTTP API (django_atw.api)
     API_MAX_BODY: int = Field(

@@ -71,9 +71,18 @@ class TaskDefinitionError(TaskError, ValueError):
 
 
 class TaskArgumentError(TaskDefinitionError, TypeError):
-    """Raised when an argument is not a JSON value, or an option has the wrong type."""
+    """Raised when an argument is not a JSON value, or an option has the wrong type.
+
+    ``path`` locates the refused value: the argument's name (``args``, ``kwargs``, ``metadata``,
+    ``task_id``, ``priority``, ...), then the keys and indexes inside it; empty when no single
+    argument is at fault.
+    """
 
     category = ErrorCategory.VALIDATION
+
+    def __init__(self, message: str, *, path: tuple[str | int, ...] = (), task_id: str | None = None) -> None:
+        super().__init__(message, task_id=task_id)
+        self.path = path
 
 
 class DuplicateTaskIdError(TaskDefinitionError):

@@ -264,7 +264,10 @@ async def test_a_body_that_is_no_json_object_answers_422_located_at_the_body(ope
 
 
 async def test_a_value_no_column_can_hold_answers_422_at_its_full_location(operator):
-    message = "params.note.deep.1 holds a NUL or unpaired surrogate character."
+    message = (
+        "params['note']['deep'][1] holds a NUL character (\\u0000), which the database cannot store. "
+        "Remove it, or encode binary data (for example as base64)."
+    )
     assert_error(
         await post(operator.client, {"task_type": "echo", "params": {"note": {"deep": ["ok", "a\x00b"]}}}),
         422,

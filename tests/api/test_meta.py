@@ -180,7 +180,7 @@ async def test_openapi_document_is_3_1_with_paths_under_the_include_prefix(opera
         "attempts",
     }
     submit = document["paths"]["/atw/tasks"]["post"]
-    assert set(submit["responses"]) == {"201", "400", "401", "403", "409", "413", "422"}
+    assert set(submit["responses"]) == {"201", "400", "401", "403", "409", "413", "415", "422"}
     listing = {p["name"] for p in document["paths"]["/atw/tasks"]["get"]["parameters"]}
     assert listing == {
         "status", "task_status", "task_type", "queue", "older_than_minutes", "created_by", "limit", "cursor",
@@ -215,9 +215,9 @@ def test_the_document_gives_422_fastapis_body_and_every_other_error_the_detail_b
         return ref.rsplit("/", 1)[1]
 
     assert schema("/atw/tasks", "post", "422") == "ValidationErrorResponse"
-    assert {schema("/atw/tasks", "post", status) for status in ("400", "401", "403", "409", "413")} == {
-        "ErrorResponse"
-    }
+    assert {
+        schema("/atw/tasks", "post", status) for status in ("400", "401", "403", "409", "413", "415")
+    } == {"ErrorResponse"}
     assert schema("/atw/tasks/{task_id}", "get", "404") == "ErrorResponse"
     assert schema("/atw/health", "get", "503") == "HealthErrorResponse"
 

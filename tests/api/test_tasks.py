@@ -66,7 +66,7 @@ async def test_submit_passes_task_id_queue_timeout_and_cache_options(operator):
         operator.client,
         {
             "task_type": "noop",
-            "task_id": "report/2026",
+            "task_id": "report:2026",
             "queue": "reports",
             "timeout": 2.5,
             "use_cache": False,
@@ -74,9 +74,14 @@ async def test_submit_passes_task_id_queue_timeout_and_cache_options(operator):
         },
     )
     assert response.status_code == 201, response.json()
-    row = await TaskRecord.objects.aget(id="report/2026")
+    row = await TaskRecord.objects.aget(id="report:2026")
     assert (row.queue, row.timeout, row.use_cache, row.cache_ttl) == ("reports", 2.5, False, 60)
-    # An id with a slash is reachable under tasks/<id>.
+    assert (await operator.client.get(API + "tasks/report:2026")).json()["queue"] == "reports"
+
+
+async def test_a_task_stored_with_a_slash_in_its_id_before_ids_were_checked_stays_reachable(operator):
+    await aenqueue("noop", task_id="old", queue="reports")
+    await TaskRecord.objects.filter(id="old").aupdate(id="report/2026")
     assert (await operator.client.get(API + "tasks/report/2026")).json()["queue"] == "reports"
 
 

@@ -1,11 +1,14 @@
 """Running tasks: order, progress, timeouts, failures, results."""
 
 import asyncio
+import re
 
 import pytest
+from django.test import override_settings
 
 from django_atw import TaskStatus, aenqueue, aget_task_info
 from django_atw.exceptions import TaskError, TaskExecutionError, TaskTimeoutError
+from django_atw.validation import MAX_JSON_DEPTH, json_depth
 from tests.conftest import wait_until
 from tests.sampleapp import tasks
 
@@ -247,3 +250,27 @@ async def test_a_running_task_reads_its_id_attempt_and_worker_from_current_run(m
     task_id = await worker.add_task(tasks.whoami)
     run = await (await worker.get_task_future(task_id))
     assert run == {"task_id": task_id, "attempt": 1, "worker_id": worker.worker_id}
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 600, 5000])
+async def test_a_result_nested_too_deep_fails_the_task_naming_the_limit(worker, depth):
+    task_id = await worker.add_task(tasks.returns_nested, depth)
+    message = f"The task's result is nested {depth} levels deep; at most {MAX_JSON_DEPTH} levels are stored."
+    with pytest.raises(TaskExecutionError, match=re.escape(message)):
+        await (await worker.get_task_future(task_id))
+    assert (await worker.get_task_info(task_id)).error_type == "TaskResultError"
+
+
+async def test_a_result_nested_as_deep_as_the_limit_is_stored(worker):
+    task_id = await worker.add_task(tasks.returns_nested, MAX_JSON_DEPTH)
+    assert json_depth(await (await worker.get_task_future(task_id))) == MAX_JSON_DEPTH
+
+
+@override_settings(ATW={"MAX_RESULT_BYTES": 100})
+async def test_a_result_larger_than_max_result_bytes_fails_the_task_naming_the_limit(worker):
+    task_id = await worker.add_task(tasks.returns_text, 99)
+    message = "The task's result takes 101 bytes as JSON; at most ATW['MAX_RESULT_BYTES'] = 100 are stored."
+    with pytest.raises(TaskExecutionError, match=re.escape(message)):
+        await (await worker.get_task_future(task_id))
+    task_id = await worker.add_task(tasks.returns_text, 98)
+    assert await (await worker.get_task_future(task_id)) == "x" * 98

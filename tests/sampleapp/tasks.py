@@ -88,6 +88,20 @@ async def returns_set() -> Any:
     return {1, 2}
 
 
+@task("returns_nested")
+async def returns_nested(depth: int) -> Any:
+    """Return lists nested ``depth`` levels deep."""
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@task("returns_text")
+async def returns_text(length: int) -> str:
+    return "x" * length
+
+
 @task("swallow_cancel")
 async def swallow_cancel(name: str) -> str:
     started_event(name).set()

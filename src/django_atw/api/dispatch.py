@@ -9,10 +9,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from ..conf import get_settings
+from ..validation import MAX_JSON_DEPTH
 from .auth import Caller, authenticate
 from .errors import ApiError, ErrorKind, error_body, invalid_value, json_response
 
@@ -56,6 +58,18 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
+def require_json(request: HttpRequest) -> None:
+    """Raise 415 unless the body is declared ``application/json`` (UTF-8, the JSON default)."""
+    charset = (request.content_params or {}).get("charset", "utf-8").lower()
+    if (request.content_type or "").lower() != "application/json" or charset not in ("utf-8", "utf8"):
+        declared = request.META.get("CONTENT_TYPE") or "none"
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"The body must be sent as Content-Type: application/json (UTF-8), not {declared!r}.",
+        )
+
+
 def parse_json_object(body: bytes) -> dict[str, Any]:
     """Decode a JSON object body, or raise 422 saying what is wrong with it."""
     if not body:
@@ -64,6 +78,12 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         value = json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid_value(("body",), f"The body is not valid JSON: {exc}.", "json_invalid") from None
+    except RecursionError:  # arrays or objects nested thousands deep: refused long before any use
+        raise invalid_value(
+            ("body",),
+            f"The body is nested too deep to read; at most {MAX_JSON_DEPTH} levels are accepted in a value.",
+            "json_invalid",
+        ) from None
     if not isinstance(value, dict):
         raise invalid_value(
             ("body",), f"The body must be a JSON object, got {type(value).__name__}.", "model_attributes_type"
@@ -82,12 +102,18 @@ def _internal_error(caller: Caller | None, exc: Exception) -> HttpResponse:
     return json_response(body, 500)
 
 
-def api_view(handlers: dict[str, Handler], *, public: PublicWhen | None = None) -> Any:
+def api_view(
+    handlers: dict[str, Handler],
+    *,
+    public: PublicWhen | None = None,
+    unavailable: Callable[[], HttpResponse] | None = None,
+) -> Any:
     """Build an async view that runs ``handlers[method](request, caller, **url_kwargs)``.
 
     Order: 405 for an unknown method, 413 for an oversize body, 401/403 from authentication
-    (skipped when ``public()`` says so), then the handler. Any other exception is logged and
-    answered 500 without a traceback, except to staff users.
+    (skipped when ``public()`` says so), then the handler. With ``unavailable``, a database
+    error (in authentication too: a token is looked up in the database) is answered by it.
+    Any other exception is logged and answered 500 without a traceback, except to staff users.
     """
     allowed = ", ".join(sorted(handlers))
 
@@ -109,6 +135,12 @@ def api_view(handlers: dict[str, Handler], *, public: PublicWhen | None = None) 
             return await handler(request, caller, **kwargs)
         except ApiError as exc:
             return exc.response()
+        except DatabaseError as exc:
+            if unavailable is None:
+                logger.exception("API request failed: %s %s", request.method, request.path)
+                return _internal_error(caller, exc)
+            logger.warning("API request found the database unavailable: %s %s", request.method, request.path)
+            return unavailable()
         except Exception as exc:
             logger.exception("API request failed: %s %s", request.method, request.path)
             return _internal_error(caller, exc)

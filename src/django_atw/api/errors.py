@@ -55,6 +55,7 @@ KINDS: dict[str, ErrorKind] = {
     "csrf_failed": ErrorKind("PermissionDenied"),
     "method_not_allowed": ErrorKind("MethodNotAllowed"),
     "body_too_large": ErrorKind("RequestDataTooBig"),
+    "unsupported_media_type": ErrorKind("UnsupportedMediaType"),
     "unavailable": ErrorKind("ServiceUnavailable"),
     "internal": ErrorKind("InternalServerError"),
 }

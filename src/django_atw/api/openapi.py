@@ -46,6 +46,7 @@ _ERRORS = {
     "404": "No such task, or not one the caller may see.",
     "409": "The task id is taken, or the task could not be cancelled.",
     "413": "The request body is larger than ATW['API_MAX_BODY'].",
+    "415": "The body is not sent as Content-Type: application/json (UTF-8).",
     "422": "The request does not match the schema; each problem names its field.",
     "503": "The database does not answer.",
 }
@@ -142,7 +143,7 @@ def build_document(prefix: str = "/") -> dict[str, Any]:
                 "requestBody": {"required": True, "content": _json(_ref(TaskSubmitRequest))},
                 "responses": _responses(
                     {"201": {"description": "The stored task.", "content": _json(_ref(TaskResponse))}},
-                    "400 401 403 409 413 422",
+                    "400 401 403 409 413 415 422",
                 ),
             },
         },

@@ -21,10 +21,13 @@ from pydantic import (
 )
 
 from ..status import TaskInfo, TaskStatus
+from ..validation import MAX_TASK_ID_LENGTH, TASK_ID_PATTERN
 
 # PostgreSQL text cannot hold NUL characters, so no string that reaches a column may contain one.
 _NO_NUL = r"^[^\x00]*$"
-TaskId = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=_NO_NUL)]
+TaskId = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_TASK_ID_LENGTH, pattern=TASK_ID_PATTERN)
+]
 TaskType = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=_NO_NUL)]
 QueueName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_NO_NUL)]
 
@@ -66,9 +69,12 @@ class TaskSubmitRequest(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the task.")
     args: list[Any] = Field(default_factory=list, description="Positional arguments of the task.")
     priority: JsonInt = Field(0, ge=-(2**31), le=2**31 - 1, description="Lower runs first.")
-    task_id: TaskId | None = Field(None, description="A custom id; a new UUID when omitted.")
+    task_id: TaskId | None = Field(
+        None,
+        description="A custom id: letters, digits and . _ : - (not '.' or '..'); a new UUID when omitted.",
+    )
     metadata: dict[str, Any] | None = None
-    timeout: Annotated[float, Field(gt=0, allow_inf_nan=False), _NUMBER] | None = Field(
+    timeout: Annotated[float, Field(gt=0, le=2**31 - 1, allow_inf_nan=False), _NUMBER] | None = Field(
         None, description="Seconds."
     )
     use_cache: bool | None = Field(None, strict=True)

@@ -1,4 +1,6 @@
-"""What a task function accepts, read from its signature: a JSON Schema, and a binding check.
+"""What a task function accepts, read from its signature, as a JSON Schema.
+
+Whether a call binds to the signature is checked by ``validation.binding_error``, for every door.
 
 The worker passes ``progress_callback`` itself, so it is never part of what a client sends.
 """
@@ -9,12 +11,12 @@ import contextlib
 import functools
 import inspect
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import TypeAdapter
 
-PROGRESS_CALLBACK = "progress_callback"
+from ..validation import PROGRESS_CALLBACK
 
 
 def _annotations(func: Callable[..., Any]) -> dict[str, Any]:
@@ -79,22 +81,6 @@ def parameters_schema(func: Callable[..., Any]) -> tuple[dict[str, Any], bool]:
     if definitions:
         document["$defs"] = definitions
     return document, accepts_args
-
-
-def binding_error(func: Callable[..., Any], args: Sequence[Any], params: dict[str, Any]) -> str | None:
-    """Return why ``func(*args, **params)`` could not be called (naming the parameter), or None."""
-    signature = inspect.signature(func)
-    kwargs = dict(params)
-    takes_callback = PROGRESS_CALLBACK in signature.parameters or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()
-    )
-    if takes_callback and PROGRESS_CALLBACK not in kwargs:
-        kwargs[PROGRESS_CALLBACK] = None  # the worker passes it; bind as it will
-    try:
-        signature.bind(*args, **kwargs)
-    except TypeError as exc:
-        return str(exc)
-    return None
 
 
 def first_docstring_line(func: Callable[..., Any]) -> str:

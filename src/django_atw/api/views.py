@@ -13,19 +13,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from pydantic import ValidationError
 
-from .. import adding, asgi, registry, shortcuts, store, wakeup
+from .. import adding, asgi, registry, shortcuts, store, validation, wakeup
 from ..conf import get_settings
-from ..exceptions import DuplicateTaskIdError, TaskDefinitionError
+from ..exceptions import DuplicateTaskIdError, TaskArgumentError, TaskDefinitionError
 from ..status import TaskStatus
 from . import signatures
 from .auth import ADD, CHANGE, VIEW, Caller
-from .dispatch import api_view, parse_json_object, read_body
+from .dispatch import api_view, parse_json_object, read_body, require_json
 from .errors import NO_ENDPOINT, ApiError, error_body, invalid, invalid_value, json_response
 from .openapi import build_document
 from .schemas import (
@@ -56,27 +55,20 @@ def _not_found(task_id: str) -> ApiError:
     return ApiError(404, "not_found", f"No task with id {task_id!r}.", field="task_id", task_id=task_id)
 
 
-def _check_storable(value: Any, loc: tuple[str | int, ...]) -> None:
-    """Raise 422 naming ``loc`` for a string no database column can hold (NUL, lone surrogate)."""
-    if isinstance(value, str):
-        if "\x00" in value or (not value.isascii() and _has_surrogate(value)):
-            where = ".".join(str(part) for part in loc[1:])
-            raise invalid_value(loc, f"{where} holds a NUL or unpaired surrogate character.")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_storable(item, (*loc, index))
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_storable(key, loc)
-            _check_storable(item, (*loc, key))
+# Where an argument of enqueue() sits in the body: the task's kwargs are its params.
+_BODY_FIELDS = {"kwargs": "params"}
 
 
-def _has_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
+def _refused_argument(exc: TaskArgumentError) -> ApiError:
+    """A 422 at the body field the add path refused (``exc.path``), in its words."""
+    if not exc.path:
+        return invalid_value(("body",), str(exc))
+    name, *inside = exc.path
+    field = _BODY_FIELDS.get(str(name), str(name))
+    message = str(exc)
+    if message.startswith(f"{name}["):  # "kwargs['note'] holds ..." -> "params['note'] holds ..."
+        message = field + message[len(str(name)) :]
+    return invalid_value(("body", field, *inside), message)
 
 
 # --- tasks ----------------------------------------------------------------------------------
@@ -86,7 +78,10 @@ async def submit_task(request: HttpRequest, caller: Caller) -> HttpResponse:
     """POST tasks: validate, store, answer 201 with the stored task."""
     await caller.require(ADD, "submit tasks")
     try:
-        body = TaskSubmitRequest.model_validate(parse_json_object(read_body(request)))
+        raw = read_body(request)
+        if raw:  # an empty body declares nothing: parse_json_object says it is empty
+            require_json(request)
+        body = TaskSubmitRequest.model_validate(parse_json_object(raw))
     except ValidationError as exc:
         raise invalid(exc, "body") from None
     func = registry.get_task_function(body.task_type)
@@ -98,8 +93,6 @@ async def submit_task(request: HttpRequest, caller: Caller) -> HttpResponse:
             f"Unknown task type {body.task_type!r}. Known: {known}.",
             field="task_type",
         )
-    for name in ("params", "args", "metadata"):
-        _check_storable(getattr(body, name), ("body", name))
     clashing = sorted(set(body.params) & _ENQUEUE_OPTIONS)
     if clashing:
         raise ApiError(
@@ -109,7 +102,14 @@ async def submit_task(request: HttpRequest, caller: Caller) -> HttpResponse:
             "a task parameter cannot have it.",
             field=f"params.{clashing[0]}",
         )
-    problem = signatures.binding_error(func, body.args, body.params)
+    if validation.PROGRESS_CALLBACK in body.params:
+        raise ApiError(
+            400,
+            "invalid_params",
+            "params.progress_callback is passed by the worker when the task runs; do not send it.",
+            field="params.progress_callback",
+        )
+    problem = validation.binding_error(func, body.args, body.params)
     if problem is not None:
         raise ApiError(
             400, "invalid_params", f"Task {body.task_type!r} cannot be called so: {problem}.", field="params"
@@ -130,6 +130,8 @@ async def submit_task(request: HttpRequest, caller: Caller) -> HttpResponse:
         task_id = await adding.aenqueue(body.task_type, *body.args, **options, **body.params)
     except DuplicateTaskIdError as exc:
         raise ApiError(409, "duplicate_task_id", str(exc), field="task_id", task_id=exc.task_id) from None
+    except TaskArgumentError as exc:
+        raise _refused_argument(exc) from None
     except TaskDefinitionError as exc:
         raise ApiError(400, "invalid_task", str(exc)) from None
     info = await shortcuts.aget_task_info(task_id)
@@ -161,6 +163,12 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 async def list_tasks(request: HttpRequest, caller: Caller) -> HttpResponse:
     """GET tasks: one page, newest first, with filters; users without view see their own."""
+    for name, values in request.GET.lists():
+        if len(values) > 1:  # QueryDict.dict() would keep the last one silently
+            raise invalid_value(
+                ("query", name),
+                f"{name} is given {len(values)} times; give each query parameter once.",
+            )
     try:
         query = TaskListQuery.model_validate(request.GET.dict())
     except ValidationError as exc:
@@ -260,21 +268,7 @@ async def health(request: HttpRequest, caller: Caller | None) -> HttpResponse:
     embedded = _embedded_worker()
     # Alive while within its lease: the workers whose running tasks lease recovery leaves alone.
     alive_since = timezone.now() - timedelta(seconds=get_settings().WORKER_LEASE)
-    try:
-        counts = await _read_health(alive_since, excluding=embedded.worker_id if embedded else None)
-    except DatabaseError:
-        error = error_body(503, "unavailable", "The database does not answer; no task can be stored or run.")
-        unavailable = HealthErrorResponse(
-            status="stopped",
-            worker_count=0,
-            worker_processes=0,
-            queue_size=0,
-            local_worker=local,
-            queue_depth={},
-            database=False,
-            **dict(error),
-        )
-        return json_response(unavailable, 503)
+    counts = await _read_health(alive_since, excluding=embedded.worker_id if embedded else None)
     processes = counts.workers_alive + (1 if embedded else 0)
     body = HealthResponse(
         status="ok" if processes > 0 else "stopped",
@@ -286,6 +280,22 @@ async def health(request: HttpRequest, caller: Caller | None) -> HttpResponse:
         database=True,
     )
     return json_response(body)
+
+
+def _health_unavailable() -> HttpResponse:
+    """GET health's 503: the database failed (reading the counts, or the caller's token)."""
+    error = error_body(503, "unavailable", "The database does not answer; no task can be stored or run.")
+    body = HealthErrorResponse(
+        status="stopped",
+        worker_count=0,
+        worker_processes=0,
+        queue_size=0,
+        local_worker=wakeup.local_worker_count() > 0,
+        queue_depth={},
+        database=False,
+        **dict(error),
+    )
+    return json_response(body, 503)
 
 
 async def openapi_document(request: HttpRequest, caller: Caller) -> HttpResponse:
@@ -308,7 +318,7 @@ def _public_health() -> bool:
 tasks_view = api_view({"GET": list_tasks, "POST": submit_task})
 task_view = api_view({"GET": get_task, "DELETE": cancel_task})
 types_view = api_view({"GET": task_types})
-health_view = api_view({"GET": health}, public=_public_health)
+health_view = api_view({"GET": health}, public=_public_health, unavailable=_health_unavailable)
 openapi_view = api_view({"GET": openapi_document})
 _EVERY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 unknown_path_view = api_view(dict.fromkeys(_EVERY_METHOD, unknown_path), public=lambda: True)

@@ -17,7 +17,9 @@ from django.utils import timezone
 
 from .. import registry
 from ..cache.task_keys import cached_result_json
+from ..conf import get_settings
 from ..status import TaskStatus
+from ..validation import MAX_JSON_DEPTH, json_depth
 from ..values import ClaimedTask, Outcome
 from .futures import TIMEOUT_ERROR_TYPE
 from .storable import json_problem, storable_error_type, storable_text
@@ -219,6 +221,8 @@ class TaskExecutor:
         try:
             # None (most tasks return nothing) skips the encoder.
             result_json = "null" if result is None else json.dumps(result, allow_nan=False)
+        except RecursionError:  # nested about a thousand deep: far past the limit below
+            result_json = ""
         except (TypeError, ValueError) as exc:
             progress = self.progress.values.get(claim.id, 0.0)
             return _failure(
@@ -227,6 +231,26 @@ class TaskExecutor:
                 exc,
                 f"The task returned a {type(result).__name__}, which cannot be stored as JSON ({exc}). "
                 "Return str, int, float, bool, None, lists or dicts.",
+                "TaskResultError",
+            )
+        if _too_deep(result, result_json):
+            return _failure(
+                claim.id,
+                self.progress.values.get(claim.id, 0.0),
+                None,
+                f"The task's result is nested {json_depth(result)} levels deep; at most "
+                f"{MAX_JSON_DEPTH} levels are stored. Return a flatter structure.",
+                "TaskResultError",
+            )
+        limit = get_settings().MAX_RESULT_BYTES
+        if len(result_json) > limit:  # ensure_ascii: one character is one byte
+            return _failure(
+                claim.id,
+                self.progress.values.get(claim.id, 0.0),
+                None,
+                f"The task's result takes {len(result_json):,} bytes as JSON; at most "
+                f"ATW['MAX_RESULT_BYTES'] = {limit:,} are stored. Store large data elsewhere (a file, "
+                "object storage, a model) and return a reference to it.",
                 "TaskResultError",
             )
         problem = json_problem(result_json)
@@ -247,6 +271,19 @@ class TaskExecutor:
             result_json=result_json,
             completed_at=timezone.now(),
         )
+
+
+def _too_deep(result: Any, result_json: str) -> bool:
+    """Whether ``result`` nests deeper than ``MAX_JSON_DEPTH`` (``result_json`` "": too deep to encode).
+
+    Nesting needs brackets: a result whose JSON holds at most ``MAX_JSON_DEPTH`` of them (most
+    results) is cleared by two string scans; only others are walked, and the walk stops at the limit.
+    """
+    if not result_json:
+        return True
+    if result_json.count("[") + result_json.count("{") <= MAX_JSON_DEPTH:
+        return False
+    return json_depth(result, stop_after=MAX_JSON_DEPTH) > MAX_JSON_DEPTH
 
 
 def _from_cache(claim: ClaimedTask, value: Any) -> Outcome | None:
