@@ -100,3 +100,8 @@ async def frames_until(
         seen.append(await frame(comm, timeout))
         if done(seen[-1]):
             return seen
+
+
+def tasks_of(received: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tasks of a ``task`` frame (one) or a ``tasks`` frame (a batch of changes)."""
+    return received["tasks"] if received["type"] == "tasks" else [received["task"]]

@@ -146,16 +146,30 @@ class TaskConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     # --- events ---
 
     async def atw_task(self, event: dict[str, Any]) -> None:
-        """A task changed (sent to its task group and to the list group)."""
-        task = event["task"]
+        """A task changed (one event, sent to its task group)."""
+        task = self._wanted(event)
+        if task is not None:
+            await self.send_json(protocol.task_frame(task))
+
+    async def atw_task_batch(self, event: dict[str, Any]) -> None:
+        """Tasks changed (many events in one message, sent to the list group)."""
+        tasks = [task for task in map(self._wanted, event["events"]) if task is not None]
+        if len(tasks) == 1:
+            await self.send_json(protocol.task_frame(tasks[0]))
+        elif tasks:
+            await self.send_json(protocol.tasks_frame(tasks))
+
+    def _wanted(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """The event's task if this socket should send it (and remember it sent), else None."""
+        task: dict[str, Any] = event["task"]
         task_id = task["id"]
         if task_id not in self.tasks and not self._list_wants(task, event["owner"]):
-            return
+            return None
         version = event["version"]
         if version <= self.versions.get(task_id, float("-inf")):
-            return  # already sent (through the other group, or in a newer snapshot)
+            return None  # already sent (through the other group, or in a newer snapshot)
         self._remember(task_id, version)
-        await self.send_json(protocol.task_frame(task))
+        return task
 
     def _list_wants(self, task: dict[str, Any], owner: str | None) -> bool:
         if self.list_filter is None:

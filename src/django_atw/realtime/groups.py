@@ -1,8 +1,8 @@
 """Every channel-layer group name and message type of django_atw, and nothing else.
 
-Task events go to two groups: ``atw.task.<id>`` (clients watching that task) and
-``atw.tasks`` (clients watching a task list; each filters by its own criteria and
-permissions). Wake-ups of workers in other processes go to ``atw.wakeup``. No other module
+Task events go to two groups: ``atw.task.<id>`` (clients watching that task, one event per
+message) and ``atw.tasks`` (clients watching a task list, many events per message; each
+filters by its own criteria and permissions). Wake-ups of workers in other processes go to ``atw.wakeup``. No other module
 spells a group name: this is where they change, and where a custom task id is made safe.
 """
 
@@ -17,6 +17,9 @@ LIST_GROUP = "atw.tasks"
 TASK_GROUP_PREFIX = "atw.task."
 # The consumer method that receives events: Channels maps "atw.task" to ``atw_task``.
 EVENT_TYPE = "atw.task"
+# Many events in one message (``{"type": ..., "events": [event, ...]}``), as the list group
+# gets them: one send per batch of changes, handled by ``atw_task_batch``.
+BATCH_TYPE = "atw.task.batch"
 
 # --- worker wake-ups (django_atw.wakeup, for databases without NOTIFY) ---
 
@@ -39,6 +42,7 @@ def task_group(task_id: str) -> str:
 
 
 __all__ = [
+    "BATCH_TYPE",
     "CANCEL_REQUESTED",
     "EVENT_TYPE",
     "LIST_GROUP",

@@ -190,3 +190,8 @@ def cancel_frame(task_id: str, cancelled: bool, ref: Any) -> dict[str, Any]:
 
 def task_frame(task: dict[str, Any]) -> dict[str, Any]:
     return {"type": "task", "task": task}
+
+
+def tasks_frame(tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several task events in one frame (a batch of changes published together)."""
+    return {"type": "tasks", "tasks": tasks}

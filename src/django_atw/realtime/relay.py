@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 # How far back each relay poll looks again, for commits that landed after the previous poll
 # with an earlier timestamp (another process's clock or a long transaction).
 RELAY_LOOKBACK = timedelta(seconds=2)
+# Rows read per query: a bulk enqueue elsewhere is relayed a bounded page at a time.
+RELAY_PAGE = 500
 
 
 class Relay:
@@ -74,19 +76,35 @@ class Relay:
             since = started
 
     async def poll(self, cutoff: datetime) -> int:
-        """Publish the changes committed after ``cutoff`` not yet relayed; return how many."""
-        rows = await self._db.run(store.changed_since, cutoff)
-        fresh = []
-        for row in rows:
-            task_id, version = row["id"], row["updated_at"]
-            if self._seen.get(task_id) == version:
-                continue
-            self._seen[task_id] = version
-            worker_id = row["worker_id"]
-            published_by_worker = worker_id is not None and (self._only_unowned or publishes_here(worker_id))
-            if not published_by_worker:
-                fresh.append(row)
+        """Publish the changes committed after ``cutoff`` not yet relayed; return how many.
+
+        Reads ``RELAY_PAGE`` rows at a time, each page after the last row of the one before,
+        and gives the loop a turn between pages (and ``publish_rows`` between chunks), so a
+        bulk enqueue of thousands of tasks elsewhere costs this process bounded turns, not a
+        freeze.
+        """
+        sent = 0
+        after: tuple[datetime, str] | None = None
+        while True:
+            rows = await self._db.run(store.changed_since, cutoff, after, RELAY_PAGE)
+            fresh = []
+            for row in rows:
+                task_id, version = row["id"], row["updated_at"]
+                if self._seen.get(task_id) == version:
+                    continue
+                self._seen[task_id] = version
+                worker_id = row["worker_id"]
+                published_by_worker = worker_id is not None and (
+                    self._only_unowned or publishes_here(worker_id)
+                )
+                if not published_by_worker:
+                    fresh.append(row)
+            published = await publish_rows(self._layer, fresh)
+            sent += published
+            self.relayed += published
+            if len(rows) < RELAY_PAGE or published < len(fresh):
+                break  # the last page, or a layer that does not take events now
+            after = (rows[-1]["updated_at"], rows[-1]["id"])
+            await asyncio.sleep(0)
         self._seen = {task_id: v for task_id, v in self._seen.items() if v > cutoff}
-        sent = await publish_rows(self._layer, fresh)
-        self.relayed += sent
         return sent
