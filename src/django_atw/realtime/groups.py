@@ -2,8 +2,9 @@
 
 Task events go to two groups: ``atw.task.<id>`` (clients watching that task, one event per
 message) and ``atw.tasks`` (clients watching a task list, many events per message; each
-filters by its own criteria and permissions). Wake-ups of workers in other processes go to ``atw.wakeup``. No other module
-spells a group name: this is where they change, and where a custom task id is made safe.
+filters by its own criteria and permissions). Wake-ups of workers in other processes go to
+``atw.wakeup``. No other module spells a group name: this is where they change, and where a
+custom task id is made safe.
 """
 
 from __future__ import annotations

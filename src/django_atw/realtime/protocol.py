@@ -10,7 +10,8 @@ Requests (JSON text frames; an optional ``"ref"`` in a request is echoed in its 
 - ``{"action": "unsubscribe", "tasks": [ids]}`` / ``{"action": "unsubscribe", "list": true}``.
 - ``{"action": "cancel", "task": id}`` -> ``{"type": "cancel", "task": id, "cancelled": bool}``.
 
-Bad requests get an ``error`` frame and the socket stays open.
+Events: ``{"type": "task", "task": ...}``, or ``{"type": "tasks", "tasks": [...]}`` for several
+changes published together. Bad requests get an ``error`` frame and the socket stays open.
 """
 
 from __future__ import annotations
