@@ -86,13 +86,10 @@ class Relay:
         sent = 0
         after: tuple[datetime, str] | None = None
         while True:
-            rows = await self._db.run(store.changed_since, cutoff, after, RELAY_PAGE)
+            keys, rows = await self._db.run(self._read_page, cutoff, after)
             fresh = []
             for row in rows:
-                task_id, version = row["id"], row["updated_at"]
-                if self._seen.get(task_id) == version:
-                    continue
-                self._seen[task_id] = version
+                self._seen[row["id"]] = row["updated_at"]
                 worker_id = row["worker_id"]
                 published_by_worker = worker_id is not None and (
                     self._only_unowned or publishes_here(worker_id)
@@ -102,9 +99,19 @@ class Relay:
             published = await publish_rows(self._layer, fresh)
             sent += published
             self.relayed += published
-            if len(rows) < RELAY_PAGE or published < len(fresh):
+            if len(keys) < RELAY_PAGE or published < len(fresh):
                 break  # the last page, or a layer that does not take events now
-            after = (rows[-1]["updated_at"], rows[-1]["id"])
+            after = keys[-1]
             await asyncio.sleep(0)
         self._seen = {task_id: v for task_id, v in self._seen.items() if v > cutoff}
         return sent
+
+    def _read_page(
+        self, cutoff: datetime, after: tuple[datetime, str] | None
+    ) -> tuple[list[tuple[datetime, str]], list[dict[str, Any]]]:
+        """One page of changes: the page's ``(updated_at, id)`` keys, and the event rows of
+        the tasks among them not yet relayed at that version. Runs on the database thread
+        while ``poll`` awaits it, so reading ``_seen`` here races with nothing."""
+        keys = [(stamp, task_id) for task_id, stamp in store.changed_since(cutoff, after, RELAY_PAGE)]
+        unseen = [task_id for stamp, task_id in keys if self._seen.get(task_id) != stamp]
+        return keys, (store.event_rows(unseen) if unseen else [])
