@@ -100,7 +100,7 @@ async def main() -> None:
         "DJANGO_SETTINGS_MODULE": "tests.live.server_settings",
         "ATW_TEST_DB_NAME": str(workdir / "db.sqlite3"),
         "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH")])
+            filter(None, [os.environ.get("PYTHONPATH"), str(ROOT / "src"), str(ROOT)])
         ),
     }
 
