@@ -1,7 +1,7 @@
 """The WebSocket consumer of live progress: one socket's subscriptions and event delivery.
 
 The requests and replies are described in ``realtime.protocol``, which parses them. Anonymous
-users are closed with 4401, inactive ones with 4403. A user sees the tasks they own, or every
+users are accepted and closed at once with 4401, inactive ones with 4403. A user sees the tasks they own, or every
 task with the ``view_taskrecord`` permission; cancelling needs ownership or ``change_taskrecord``.
 """
 
@@ -36,11 +36,13 @@ class TaskConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                 "layer for one process, channels_redis for several; see docs/live.md)."
             )
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=protocol.CLOSE_ANONYMOUS)
-            return
-        if not user.is_active:
-            await self.close(code=protocol.CLOSE_FORBIDDEN)
+        if user is None or not user.is_authenticated or not user.is_active:
+            # Accept, then close with the code: a close before accepting becomes an HTTP 403 at
+            # the handshake, which a browser reports as 1006 (like a network failure), so
+            # live.js could not tell "signed out" from "server down" and would retry forever.
+            await self.accept()
+            anonymous = user is None or not user.is_authenticated
+            await self.close(code=protocol.CLOSE_ANONYMOUS if anonymous else protocol.CLOSE_FORBIDDEN)
             return
         self.user_key = str(user.pk)
         self.can_view, self.can_change = await database_sync_to_async(_permissions)(user)
