@@ -15,7 +15,7 @@ import django_atw
 from django_atw import TaskStatus, aenqueue, aget_task_info
 from django_atw.asgi import websocket_application
 from django_atw.models import TaskRecord
-from django_atw.realtime import publisher
+from django_atw.realtime import protocol, publisher
 from django_atw.realtime import relay as relay_module
 from django_atw.realtime.relay import Relay
 from django_atw.realtime.routing import websocket_urlpatterns
@@ -270,6 +270,23 @@ async def test_a_bulk_enqueue_reaches_a_list_in_batches_and_a_watched_task_on_it
         assert (event["type"], event["task"]["id"], event["task"]["status"]) == ("task", first, "cancelled")
     finally:
         await relay.stop()
+
+
+async def test_subscriptions_per_socket_are_capped_and_the_socket_stays_open(
+    layer, connect, make_user, monkeypatch
+):
+    monkeypatch.setattr(protocol, "MAX_SUBSCRIPTIONS", 3)
+    ids = await sync_to_async(django_atw.enqueue_many)(tasks.echo, [[n] for n in range(5)])
+    comm = await connect(await make_user("viewer", "view_taskrecord"))
+    await comm.send_json_to({"action": "subscribe", "tasks": ids[:2]})
+    assert len((await frame(comm))["tasks"]) == 2
+    await comm.send_json_to({"action": "subscribe", "tasks": ids[2:4], "ref": "more"})
+    refused = await frame(comm)
+    assert (refused["type"], refused["code"], refused["ref"]) == ("error", "too_many_subscriptions", "more")
+    assert "3" in refused["message"]
+    # Still open, still serving: ids already held count once, and room is left for one more.
+    await comm.send_json_to({"action": "subscribe", "tasks": [ids[0], ids[4]]})
+    assert [t["id"] for t in (await frame(comm))["tasks"]] == [ids[0], ids[4]]
 
 
 def _set_owner(ids: list[str], user) -> None:

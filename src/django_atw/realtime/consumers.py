@@ -1,8 +1,9 @@
 """The WebSocket consumer of live progress: one socket's subscriptions and event delivery.
 
 The requests and replies are described in ``realtime.protocol``, which parses them. Anonymous
-users are accepted and closed at once with 4401, inactive ones with 4403. A user sees the tasks they own, or every
-task with the ``view_taskrecord`` permission; cancelling needs ownership or ``change_taskrecord``.
+users are accepted and closed at once with 4401, inactive ones with 4403. A user sees the tasks
+they own, or every task with the ``view_taskrecord`` permission; cancelling needs ownership or
+``change_taskrecord``.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class TaskConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         # Join the groups before reading, so no change between the read and the join is lost;
         # an event older than the snapshot is dropped by its version.
         fresh = [task_id for task_id in task_ids if task_id not in self.tasks]
+        protocol.check_room(len(self.tasks), len(fresh))
         for task_id in fresh:
             await self.channel_layer.group_add(task_group(task_id), self.channel_name)
         rows = {row["id"]: row for row in await database_sync_to_async(store.event_rows)(task_ids)}

@@ -24,6 +24,10 @@ from ..status import TaskStatus
 CLOSE_ANONYMOUS = 4401
 CLOSE_FORBIDDEN = 4403
 MAX_TASKS_PER_REQUEST = 200
+# Tasks one socket may watch at once. Each is a channel-layer group membership (and, with the
+# in-memory layer, a group every send scans), so a socket cannot be made to hold thousands;
+# a page showing more than this many tasks individually should use a list subscription.
+MAX_SUBSCRIPTIONS = 1_000
 MAX_LIST_LIMIT = 200
 DEFAULT_LIST_LIMIT = 50
 ACTIONS = ("subscribe", "unsubscribe", "cancel")
@@ -99,6 +103,16 @@ def parse_unsubscribe(content: dict[str, Any]) -> list[str] | None:
     if content["list"] is not True:
         raise BadRequest("bad_request", f"'list' must be true to unsubscribe, got {content['list']!r}.")
     return None
+
+
+def check_room(held: int, adding: int) -> None:
+    """Refuse a subscription that would take a socket past ``MAX_SUBSCRIPTIONS`` tasks."""
+    if held + adding > MAX_SUBSCRIPTIONS:
+        raise BadRequest(
+            "too_many_subscriptions",
+            f"A socket watches at most {MAX_SUBSCRIPTIONS} tasks; it watches {held} and asked for "
+            f"{adding} more. Unsubscribe from some first, or subscribe to a list.",
+        )
 
 
 def parse_cancel(content: dict[str, Any]) -> str:
