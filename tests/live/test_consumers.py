@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
@@ -17,10 +18,12 @@ from django_atw.asgi import websocket_application
 from django_atw.models import TaskRecord
 from django_atw.realtime import protocol, publisher
 from django_atw.realtime import relay as relay_module
+from django_atw.realtime.publisher import publish_tasks
 from django_atw.realtime.relay import Relay
 from django_atw.realtime.routing import websocket_urlpatterns
 from tests.conftest import wait_until
 from tests.live.conftest import SOCKET_PATH, frame, frames_until, tasks_of
+from tests.multiprocess.servers import ThrowawayRedis
 from tests.sampleapp import tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -342,3 +345,35 @@ async def test_without_a_channel_layer_the_socket_fails_with_a_clear_error(make_
     comm.scope["user"] = await make_user("alice")
     with pytest.raises(ImproperlyConfigured, match="needs a channel layer: set CHANNEL_LAYERS"):
         await comm.connect(timeout=5)
+
+
+async def test_a_socket_survives_a_redis_restart_and_asks_its_client_to_resubscribe(connect, make_user):
+    redis = await sync_to_async(ThrowawayRedis)()
+    layers = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": redis.url, "socket_timeout": 30}]},
+        }
+    }
+    try:
+        with override_settings(CHANNEL_LAYERS=layers):
+            redis_layer = get_channel_layer()
+            alice = await make_user("alice")
+            task_id = await aenqueue(tasks.echo, created_by=alice)
+            comm = await connect(alice)
+            await comm.send_json_to({"action": "subscribe", "tasks": [task_id]})
+            assert (await frame(comm))["type"] == "snapshot"
+
+            await sync_to_async(redis.restart)()  # the groups it held are gone with it
+            assert await frame(comm, timeout=30) == {"type": "resync"}
+            await comm.send_json_to({"action": "subscribe", "tasks": [task_id]})
+            assert (await frame(comm))["type"] == "snapshot"
+            # Joined again: events reach the socket.
+            assert await django_atw.acancel_task(task_id)
+            await publish_tasks([task_id], redis_layer)
+            event = await frame(comm)
+            assert (event["type"], event["task"]["status"]) == ("task", "cancelled")
+            await comm.disconnect()
+            await redis_layer.close_pools()
+    finally:
+        await sync_to_async(redis.stop)()

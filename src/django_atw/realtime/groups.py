@@ -21,6 +21,9 @@ EVENT_TYPE = "atw.task"
 # Many events in one message (``{"type": ..., "events": [event, ...]}``), as the list group
 # gets them: one send per batch of changes, handled by ``atw_task_batch``.
 BATCH_TYPE = "atw.task.batch"
+# Not sent through the layer: what a task socket hands itself to join its groups again after
+# the layer failed (``TaskConsumer.atw_rejoin``).
+REJOIN_TYPE = "atw.rejoin"
 
 # --- worker wake-ups (django_atw.wakeup, for databases without NOTIFY) ---
 
@@ -47,6 +50,7 @@ __all__ = [
     "CANCEL_REQUESTED",
     "EVENT_TYPE",
     "LIST_GROUP",
+    "REJOIN_TYPE",
     "TASKS_ADDED",
     "TASK_GROUP_PREFIX",
     "WAKEUP_GROUP",

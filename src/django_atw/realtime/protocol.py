@@ -207,6 +207,11 @@ def task_frame(task: dict[str, Any]) -> dict[str, Any]:
     return {"type": "task", "task": task}
 
 
+def resync_frame() -> dict[str, Any]:
+    """Events may have been lost (the channel layer failed): subscribe again for snapshots."""
+    return {"type": "resync"}
+
+
 def tasks_frame(tasks: list[dict[str, Any]]) -> dict[str, Any]:
     """Several task events in one frame (a batch of changes published together)."""
     return {"type": "tasks", "tasks": tasks}
