@@ -15,6 +15,7 @@ from django.contrib.auth.models import Permission, User
 from django.test import override_settings
 
 from django_atw.realtime.routing import websocket_urlpatterns
+from tests.live.example_server import example_server  # noqa: F401 (a fixture)
 
 IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}}
 SOCKET_PATH = "/ws/atw/tasks/"

@@ -15,17 +15,15 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connection
 
-from tests.helpers.processes import ROOT, subprocess_env
+from tests.helpers.processes import ROOT
 from tests.live.conftest import SOCKET_PATH
+from tests.live.example_server import server_env
 from tests.live.rawsocket import RawSocket
-from tests.live.test_servers import free_port, http, server_command
+from tests.live.test_servers import http
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,21 +31,6 @@ BULK = 10_000
 WATCHED = 2_000  # tasks the sockets watch, each its own group in the layer
 HANG_GUARD = 2.0  # seconds one HTTP request may take: a freeze fails it, a slow machine does not
 
-# Run in a Django process with the server's settings: a signed-in superuser's session key and
-# WATCHED tasks on a queue no worker serves (they stay pending: no event of theirs is due).
-SETUP = """
-import json, django
-django.setup()
-from django.contrib.auth import get_user_model
-from django.conf import settings
-from django.test import Client
-import django_atw
-user = get_user_model().objects.create_superuser("load", "load@example.com", None)
-client = Client()
-client.force_login(user)
-ids = django_atw.enqueue_many("demo.count", [{"n": 1}] * %d, queue="parked")
-print(json.dumps({"session": client.cookies[settings.SESSION_COOKIE_NAME].value, "ids": ids}))
-"""
 BULK_ENQUEUE = """
 import django
 django.setup()
@@ -57,48 +40,14 @@ print("enqueued", flush=True)
 """
 
 
-def server_env() -> dict[str, str]:
-    return {**subprocess_env(), "DJANGO_SETTINGS_MODULE": "tests.live.server_settings"}
-
-
-def run_django(code: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=server_env(), capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-@pytest.fixture
-async def daphne(tmp_path) -> AsyncIterator[tuple[int, Any]]:
-    if connection.vendor != "sqlite":
-        pytest.skip("server processes are tested on SQLite only")
-    setup = json.loads(await sync_to_async(run_django)(SETUP % WATCHED))
-    port = free_port()
-    log_path = tmp_path / "daphne.log"
-    with log_path.open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            *server_command("daphne", port), cwd=ROOT, env=server_env(), stdout=log, stderr=log
-        )
-    try:
-        async with asyncio.timeout(60):
-            while (await sync_to_async(http)("GET", f"http://127.0.0.1:{port}/test-relayed/"))[0] != 200:
-                assert proc.returncode is None, log_path.read_text()
-                await asyncio.sleep(0.05)
-        yield port, setup
-    finally:
-        proc.kill()
-        await proc.wait()
-
-
 def timed_get(url: str) -> tuple[float, int, bytes]:
     started = time.monotonic()
     status, body = http("GET", url)
     return time.monotonic() - started, status, body
 
 
-async def test_http_keeps_answering_while_the_relay_publishes_a_bulk_enqueue_from_elsewhere(daphne):
-    port, setup = daphne
+async def test_http_keeps_answering_while_the_relay_publishes_a_bulk_enqueue_from_elsewhere(example_server):
+    port, setup = await example_server(WATCHED)
     cookie = {"Cookie": f"sessionid={setup['session']}"}
     sockets = [await RawSocket.open(port, SOCKET_PATH, cookie) for _ in range(WATCHED // 1000)]
     try:
