@@ -29,6 +29,8 @@ MAX_TASKS_PER_REQUEST = 200
 # a page showing more than this many tasks individually should use a list subscription.
 MAX_SUBSCRIPTIONS = 1_000
 MAX_LIST_LIMIT = 200
+# live.js sends a list subscription's filters as its ref: room for long task types and queues.
+MAX_REF_LENGTH = 1_000
 DEFAULT_LIST_LIMIT = 50
 ACTIONS = ("subscribe", "unsubscribe", "cancel")
 _LIST_KEYS = frozenset({"status", "task_type", "queue", "mine", "limit"})
@@ -65,11 +67,23 @@ def decode(text_data: str | None) -> Any:
         return json.loads(text_data)
     except ValueError as exc:
         raise BadRequest("bad_json", f"The frame is not valid JSON: {exc}.") from exc
+    except RecursionError as exc:  # nesting deeper than the parser's recursion limit
+        raise BadRequest("bad_json", "The frame's JSON is nested too deeply.") from exc
 
 
 def request_ref(content: Any) -> Any:
-    """Return the request's ``ref``, to echo in every reply to it (None when absent)."""
-    return content.get("ref") if isinstance(content, dict) else None
+    """Return the request's ``ref``, to echo in every reply to it (None when absent).
+
+    Only a string of at most ``MAX_REF_LENGTH`` characters or a number is echoed: a ref is a
+    label, and echoing any JSON would let a request make its reply as large or as deeply
+    nested as it likes.
+    """
+    ref = content.get("ref") if isinstance(content, dict) else None
+    if isinstance(ref, str) and len(ref) <= MAX_REF_LENGTH:
+        return ref
+    if isinstance(ref, int | float) and not isinstance(ref, bool):
+        return ref
+    return None
 
 
 def action(content: Any) -> str:
