@@ -15,6 +15,7 @@ from django.contrib.auth.models import Permission, User
 from django.test import override_settings
 
 from django_atw.realtime.routing import websocket_urlpatterns
+from tests.live.example_server import example_server  # noqa: F401 (a fixture)
 
 IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}}
 SOCKET_PATH = "/ws/atw/tasks/"
@@ -100,3 +101,8 @@ async def frames_until(
         seen.append(await frame(comm, timeout))
         if done(seen[-1]):
             return seen
+
+
+def tasks_of(received: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tasks of a ``task`` frame (one) or a ``tasks`` frame (a batch of changes)."""
+    return received["tasks"] if received["type"] == "tasks" else [received["task"]]

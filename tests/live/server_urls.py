@@ -1,4 +1,5 @@
-"""The example project's URLs plus ``POST /test-enqueue/<task type>/`` (JSON body: keyword arguments)."""
+"""The example project's URLs plus ``POST /test-enqueue/<task type>/`` (JSON body: keyword
+arguments) and ``GET /test-relayed/`` (how many changes the process's relay has published)."""
 
 import json
 
@@ -15,7 +16,15 @@ def enqueue(request: HttpRequest, task_type: str) -> JsonResponse:
     return JsonResponse({"id": task_id})
 
 
+def relayed(request: HttpRequest) -> JsonResponse:
+    from django_atw.asgi import engine
+
+    relay = engine.relay
+    return JsonResponse({"relayed": relay.relayed if relay is not None else None})
+
+
 urlpatterns = [
     path("test-enqueue/<str:task_type>/", enqueue),
+    path("test-relayed/", relayed),
     path("", include("example_project.urls")),
 ]

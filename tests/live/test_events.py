@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from django_atw import aenqueue, store
-from django_atw.realtime.groups import LIST_GROUP, task_group
+from django_atw.realtime.groups import BATCH_TYPE, LIST_GROUP, task_group
 from django_atw.realtime.payloads import MAX_RESULT_BYTES, task_payload
 from django_atw.realtime.relay import Relay
 from tests.sampleapp import tasks
@@ -44,7 +44,8 @@ async def received_ids(layer, channel: str) -> set[str]:
             message = await asyncio.wait_for(layer.receive(channel), timeout=0.5)
         except TimeoutError:
             return ids
-        ids.add(message["task"]["id"])
+        events = message["events"] if message["type"] == BATCH_TYPE else [message]
+        ids.update(event["task"]["id"] for event in events)
 
 
 async def claimed_elsewhere() -> tuple[str, str]:

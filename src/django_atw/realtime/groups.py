@@ -1,9 +1,10 @@
 """Every channel-layer group name and message type of django_atw, and nothing else.
 
-Task events go to two groups: ``atw.task.<id>`` (clients watching that task) and
-``atw.tasks`` (clients watching a task list; each filters by its own criteria and
-permissions). Wake-ups of workers in other processes go to ``atw.wakeup``. No other module
-spells a group name: this is where they change, and where a custom task id is made safe.
+Task events go to two groups: ``atw.task.<id>`` (clients watching that task, one event per
+message) and ``atw.tasks`` (clients watching a task list, many events per message; each
+filters by its own criteria and permissions). Wake-ups of workers in other processes go to
+``atw.wakeup``. No other module spells a group name: this is where they change, and where a
+custom task id is made safe.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ LIST_GROUP = "atw.tasks"
 TASK_GROUP_PREFIX = "atw.task."
 # The consumer method that receives events: Channels maps "atw.task" to ``atw_task``.
 EVENT_TYPE = "atw.task"
+# Many events in one message (``{"type": ..., "events": [event, ...]}``), as the list group
+# gets them: one send per batch of changes, handled by ``atw_task_batch``.
+BATCH_TYPE = "atw.task.batch"
+# Not sent through the layer: what a task socket hands itself to join its groups again after
+# the layer failed (``TaskConsumer.atw_rejoin``).
+REJOIN_TYPE = "atw.rejoin"
 
 # --- worker wake-ups (django_atw.wakeup, for databases without NOTIFY) ---
 
@@ -39,9 +46,11 @@ def task_group(task_id: str) -> str:
 
 
 __all__ = [
+    "BATCH_TYPE",
     "CANCEL_REQUESTED",
     "EVENT_TYPE",
     "LIST_GROUP",
+    "REJOIN_TYPE",
     "TASKS_ADDED",
     "TASK_GROUP_PREFIX",
     "WAKEUP_GROUP",

@@ -41,6 +41,18 @@ def crosses_processes(layer: Any) -> bool:
     return not isinstance(layer, InMemoryChannelLayer)
 
 
+def may_have_members(layer: Any, group: str) -> bool:
+    """False only when nobody can be in ``group``: ``layer`` is in-memory and holds no such group.
+
+    The in-memory layer lives in this process, so its groups are all there is; each of its
+    sends scans every group it holds, so a send nobody can receive is worth skipping. Any
+    other layer may have members elsewhere: always True.
+    """
+    from channels.layers import InMemoryChannelLayer
+
+    return not isinstance(layer, InMemoryChannelLayer) or group in layer.groups
+
+
 async def group_send(layer: Any, group: str, message: dict[str, Any]) -> bool:
     """Send ``message`` to ``group`` within ``SEND_TIMEOUT`` seconds; return whether it went.
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from ..status import TaskStatus
-from .groups import EVENT_TYPE
+from .groups import BATCH_TYPE, EVENT_TYPE
 
 # Results larger than this (as JSON) are left out of events and snapshots; the page fetches
 # them another way if it needs them.
@@ -61,3 +61,8 @@ def event_message(row: dict[str, Any]) -> dict[str, Any]:
         # what it already sent.
         "version": row["updated_at"].timestamp(),
     }
+
+
+def batch_message(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return one channel-layer message carrying many ``event_message``s (for the list group)."""
+    return {"type": BATCH_TYPE, "events": events}

@@ -10,7 +10,8 @@ Requests (JSON text frames; an optional ``"ref"`` in a request is echoed in its 
 - ``{"action": "unsubscribe", "tasks": [ids]}`` / ``{"action": "unsubscribe", "list": true}``.
 - ``{"action": "cancel", "task": id}`` -> ``{"type": "cancel", "task": id, "cancelled": bool}``.
 
-Bad requests get an ``error`` frame and the socket stays open.
+Events: ``{"type": "task", "task": ...}``, or ``{"type": "tasks", "tasks": [...]}`` for several
+changes published together. Bad requests get an ``error`` frame and the socket stays open.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from ..status import TaskStatus
 CLOSE_ANONYMOUS = 4401
 CLOSE_FORBIDDEN = 4403
 MAX_TASKS_PER_REQUEST = 200
+# Tasks one socket may watch at once. Each is a channel-layer group membership (and, with the
+# in-memory layer, a group every send scans), so a socket cannot be made to hold thousands;
+# a page showing more than this many tasks individually should use a list subscription.
+MAX_SUBSCRIPTIONS = 1_000
 MAX_LIST_LIMIT = 200
+# live.js sends a list subscription's filters as its ref: room for long task types and queues.
+MAX_REF_LENGTH = 1_000
 DEFAULT_LIST_LIMIT = 50
 ACTIONS = ("subscribe", "unsubscribe", "cancel")
 _LIST_KEYS = frozenset({"status", "task_type", "queue", "mine", "limit"})
@@ -60,11 +67,23 @@ def decode(text_data: str | None) -> Any:
         return json.loads(text_data)
     except ValueError as exc:
         raise BadRequest("bad_json", f"The frame is not valid JSON: {exc}.") from exc
+    except RecursionError as exc:  # nesting deeper than the parser's recursion limit
+        raise BadRequest("bad_json", "The frame's JSON is nested too deeply.") from exc
 
 
 def request_ref(content: Any) -> Any:
-    """Return the request's ``ref``, to echo in every reply to it (None when absent)."""
-    return content.get("ref") if isinstance(content, dict) else None
+    """Return the request's ``ref``, to echo in every reply to it (None when absent).
+
+    Only a string of at most ``MAX_REF_LENGTH`` characters or a number is echoed: a ref is a
+    label, and echoing any JSON would let a request make its reply as large or as deeply
+    nested as it likes.
+    """
+    ref = content.get("ref") if isinstance(content, dict) else None
+    if isinstance(ref, str) and len(ref) <= MAX_REF_LENGTH:
+        return ref
+    if isinstance(ref, int | float) and not isinstance(ref, bool):
+        return ref
+    return None
 
 
 def action(content: Any) -> str:
@@ -98,6 +117,16 @@ def parse_unsubscribe(content: dict[str, Any]) -> list[str] | None:
     if content["list"] is not True:
         raise BadRequest("bad_request", f"'list' must be true to unsubscribe, got {content['list']!r}.")
     return None
+
+
+def check_room(held: int, adding: int) -> None:
+    """Refuse a subscription that would take a socket past ``MAX_SUBSCRIPTIONS`` tasks."""
+    if held + adding > MAX_SUBSCRIPTIONS:
+        raise BadRequest(
+            "too_many_subscriptions",
+            f"A socket watches at most {MAX_SUBSCRIPTIONS} tasks; it watches {held} and asked for "
+            f"{adding} more. Unsubscribe from some first, or subscribe to a list.",
+        )
 
 
 def parse_cancel(content: dict[str, Any]) -> str:
@@ -190,3 +219,13 @@ def cancel_frame(task_id: str, cancelled: bool, ref: Any) -> dict[str, Any]:
 
 def task_frame(task: dict[str, Any]) -> dict[str, Any]:
     return {"type": "task", "task": task}
+
+
+def resync_frame() -> dict[str, Any]:
+    """Events may have been lost (the channel layer failed): subscribe again for snapshots."""
+    return {"type": "resync"}
+
+
+def tasks_frame(tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several task events in one frame (a batch of changes published together)."""
+    return {"type": "tasks", "tasks": tasks}

@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 # How far back each relay poll looks again, for commits that landed after the previous poll
 # with an earlier timestamp (another process's clock or a long transaction).
 RELAY_LOOKBACK = timedelta(seconds=2)
+# Rows read per query: a bulk enqueue elsewhere is relayed a bounded page at a time.
+RELAY_PAGE = 500
 
 
 class Relay:
@@ -74,19 +76,42 @@ class Relay:
             since = started
 
     async def poll(self, cutoff: datetime) -> int:
-        """Publish the changes committed after ``cutoff`` not yet relayed; return how many."""
-        rows = await self._db.run(store.changed_since, cutoff)
-        fresh = []
-        for row in rows:
-            task_id, version = row["id"], row["updated_at"]
-            if self._seen.get(task_id) == version:
-                continue
-            self._seen[task_id] = version
-            worker_id = row["worker_id"]
-            published_by_worker = worker_id is not None and (self._only_unowned or publishes_here(worker_id))
-            if not published_by_worker:
-                fresh.append(row)
+        """Publish the changes committed after ``cutoff`` not yet relayed; return how many.
+
+        Reads ``RELAY_PAGE`` rows at a time, each page after the last row of the one before,
+        and gives the loop a turn between pages (and ``publish_rows`` between chunks), so a
+        bulk enqueue of thousands of tasks elsewhere costs this process bounded turns, not a
+        freeze.
+        """
+        sent = 0
+        after: tuple[datetime, str] | None = None
+        while True:
+            keys, rows = await self._db.run(self._read_page, cutoff, after)
+            fresh = []
+            for row in rows:
+                self._seen[row["id"]] = row["updated_at"]
+                worker_id = row["worker_id"]
+                published_by_worker = worker_id is not None and (
+                    self._only_unowned or publishes_here(worker_id)
+                )
+                if not published_by_worker:
+                    fresh.append(row)
+            published = await publish_rows(self._layer, fresh)
+            sent += published
+            self.relayed += published
+            if len(keys) < RELAY_PAGE or published < len(fresh):
+                break  # the last page, or a layer that does not take events now
+            after = keys[-1]
+            await asyncio.sleep(0)
         self._seen = {task_id: v for task_id, v in self._seen.items() if v > cutoff}
-        sent = await publish_rows(self._layer, fresh)
-        self.relayed += sent
         return sent
+
+    def _read_page(
+        self, cutoff: datetime, after: tuple[datetime, str] | None
+    ) -> tuple[list[tuple[datetime, str]], list[dict[str, Any]]]:
+        """One page of changes: the page's ``(updated_at, id)`` keys, and the event rows of
+        the tasks among them not yet relayed at that version. Runs on the database thread
+        while ``poll`` awaits it, so reading ``_seen`` here races with nothing."""
+        keys = [(stamp, task_id) for task_id, stamp in store.changed_since(cutoff, after, RELAY_PAGE)]
+        unseen = [task_id for stamp, task_id in keys if self._seen.get(task_id) != stamp]
+        return keys, (store.event_rows(unseen) if unseen else [])

@@ -212,19 +212,24 @@ def event_rows(task_ids: Iterable[str]) -> list[dict[str, Any]]:
     return list(TaskRecord.objects.filter(id__in=ids).values(*EVENT_FIELDS))
 
 
-def changed_since(cutoff: datetime) -> list[dict[str, Any]]:
-    """Return the live-event fields of tasks changed after ``cutoff`` (for the relay).
+def changed_since(
+    cutoff: datetime, after: tuple[datetime, str] | None = None, limit: int = 500
+) -> list[tuple[str, datetime]]:
+    """Return ``(id, updated_at)`` of up to ``limit`` tasks changed after ``cutoff`` (for the relay).
 
-    Only unfinished tasks and tasks completed after ``cutoff`` can have changed, and each part
-    reads through an index (the partial pending and running indexes, the completion index),
-    so a poll costs little however many finished tasks are kept.
+    Ordered by ``(updated_at, id)``; ``after`` is the last pair of the previous page, so a
+    caller pages through a large batch of changes a bounded read at a time. Only two columns:
+    the relay re-reads recent changes on every poll and fetches ``event_rows`` only for those
+    it has not published. Only unfinished tasks and tasks completed after ``cutoff`` can have
+    changed, and each part reads through an index (the partial pending and running indexes,
+    the completion index), so a poll costs little however many finished tasks are kept.
     """
     active = Q(status__in=[TaskStatus.PENDING.value, TaskStatus.RUNNING.value])
-    return list(
-        TaskRecord.objects.filter(active | Q(completed_at__gt=cutoff), updated_at__gt=cutoff)
-        .order_by("updated_at")
-        .values(*EVENT_FIELDS)
-    )
+    rows = TaskRecord.objects.filter(active | Q(completed_at__gt=cutoff), updated_at__gt=cutoff)
+    if after is not None:
+        stamp, task_id = after
+        rows = rows.filter(Q(updated_at__gt=stamp) | Q(updated_at=stamp, id__gt=task_id))
+    return list(rows.order_by("updated_at", "id").values_list("id", "updated_at")[:limit])
 
 
 def newest_event_rows(

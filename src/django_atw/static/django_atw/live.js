@@ -152,6 +152,12 @@ class LiveTasks {
       for (const task of message.tasks) this.update(task, message.list ? message.ref : undefined);
     } else if (message.type === "task") {
       this.update(message.task);
+    } else if (message.type === "tasks") {
+      for (const task of message.tasks) this.update(task);
+    } else if (message.type === "resync") {
+      // The server lost its channel layer for a while (a Redis restart): events may be missing.
+      this.subscribed.clear();
+      this.resubscribe();
     } else if (message.type === "cancel") {
       this.cancelAnswered(message);
     } else if (message.type === "error") {
