@@ -48,10 +48,15 @@ client.force_login(user)
 ids = django_atw.enqueue_many("demo.count", [{"n": 1}] * %d, queue="parked") if %d else []
 print(json.dumps({"session": client.cookies[settings.SESSION_COOKIE_NAME].value, "ids": ids}))
 """
+# The enqueuing process starts and sets Django up first, then waits for a line on stdin: the
+# measured window holds the bulk enqueue and the relay's work, not another interpreter's start-up
+# competing for the same two cores.
 BULK = """
-import django
+import sys, django
 django.setup()
 import django_atw
+print("ready", flush=True)
+sys.stdin.readline()
 django_atw.enqueue_many("demo.count", [{"n": 1}] * %d, queue="parked")
 """
 
@@ -135,7 +140,18 @@ async def main() -> None:
         print(f"{args.tasks} tasks enqueued elsewhere, {args.watched} watched tasks, in-memory layer")
         for round_no in range(1, args.rounds + 1):
             baseline = [get(f"{base}/test-relayed/")[0] for _ in range(50)]
-            enqueue = spawn([sys.executable, "-c", BULK % args.tasks], env)
+            enqueue = subprocess.Popen(
+                [sys.executable, "-c", BULK % args.tasks],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            assert enqueue.stdin is not None and enqueue.stdout is not None
+            if enqueue.stdout.readline().strip() != b"ready":
+                raise RuntimeError("the enqueuing process did not start")
+            enqueue.stdin.write(b"go\n")
+            enqueue.stdin.flush()
             began = time.perf_counter()
             latencies: list[float] = []
             target = relayed + args.tasks
