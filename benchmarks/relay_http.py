@@ -61,6 +61,17 @@ django_atw.enqueue_many("demo.count", [{"n": 1}] * %d, queue="parked")
 """
 
 
+def start_enqueuer(count: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start the process that will add ``count`` tasks, and wait until it is ready to."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", BULK % count], cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert process.stdout is not None
+    if process.stdout.readline().strip() != b"ready":
+        raise RuntimeError("the enqueuing process did not start")
+    return process
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=10_000, help="tasks in the bulk enqueue")
@@ -140,16 +151,8 @@ async def main() -> None:
         print(f"{args.tasks} tasks enqueued elsewhere, {args.watched} watched tasks, in-memory layer")
         for round_no in range(1, args.rounds + 1):
             baseline = [get(f"{base}/test-relayed/")[0] for _ in range(50)]
-            enqueue = subprocess.Popen(
-                [sys.executable, "-c", BULK % args.tasks],
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-            )
-            assert enqueue.stdin is not None and enqueue.stdout is not None
-            if enqueue.stdout.readline().strip() != b"ready":
-                raise RuntimeError("the enqueuing process did not start")
+            enqueue = start_enqueuer(args.tasks, env)
+            assert enqueue.stdin is not None
             enqueue.stdin.write(b"go\n")
             enqueue.stdin.flush()
             began = time.perf_counter()
