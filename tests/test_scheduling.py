@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection, transaction
 
-from django_atw import scheduling, schedules, wakeup
+from django_atw import schedules, scheduling, wakeup
 from django_atw.models import Schedule, ScheduleTick, TaskRecord
 from django_atw.registry import periodic
 from tests.sampleapp import tasks  # noqa: F401  (registers the sample task types)
