@@ -61,6 +61,9 @@ class AtwSettings(BaseModel):
         gt=0,
         description="Seconds (or a timedelta) a stopped worker's row is kept before live workers prune it.",
     )
+    SCHEDULER: bool = Field(
+        True, description="Run periodic-task scheduling passes in this process's workers (docs: README)."
+    )
     CACHE: CacheSettings = Field(default_factory=lambda: CacheSettings.model_validate({}))
     # HTTP API (django_atw.api)
     API_MAX_BODY: int = Field(
