@@ -48,6 +48,18 @@ def test_each_due_tick_adds_one_task_with_the_schedules_arguments():
     ]
 
 
+def test_an_hourly_schedule_adds_one_task_per_real_hour_across_both_berlin_dst_changes():
+    for day in (datetime(2026, 3, 28, 22, tzinfo=UTC), datetime(2026, 10, 24, 21, tzinfo=UTC)):
+        TaskRecord.objects.all().delete()
+        Schedule.objects.all().delete()
+        make(cron="0 * * * *", timezone="Europe/Berlin", handled_until=day)
+        for step in range(1, 6 * 6 + 1):  # a pass every ten minutes for six hours
+            scheduling.run_pass(day + timedelta(minutes=10 * step))
+        assert [tick for tick, _ in tick_tasks()] == [
+            (day + timedelta(hours=h)).isoformat() for h in range(1, 7)
+        ]
+
+
 def test_a_second_pass_over_the_same_ticks_adds_nothing():
     make()
     scheduling.run_pass(T0 + timedelta(minutes=5))
@@ -70,6 +82,14 @@ def test_a_tick_whose_task_cannot_be_added_is_not_recorded():
     assert scheduling.run_pass(T0 + timedelta(minutes=5)).added == []
     assert ScheduleTick.objects.count() == 0
     assert Schedule.objects.get().handled_until == T0
+
+
+def test_a_schedule_failing_every_pass_is_logged_as_a_warning_once(caplog):
+    make(task_type="no.such.task")
+    scheduling.run_pass(T0 + timedelta(minutes=5))
+    scheduling.run_pass(T0 + timedelta(minutes=6))
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "no.such.task" in r.getMessage()]
+    assert len(warnings) == 1
 
 
 def test_a_disabled_schedule_adds_nothing():

@@ -30,6 +30,10 @@ logger = logging.getLogger(__name__)
 # record (which task each tick added), then pruned by the passes.
 TICK_RETENTION = timedelta(days=7)
 
+# The last failure logged per schedule id: a schedule that fails every pass (a task type this
+# process does not know) is logged as a warning once per distinct error, then at DEBUG.
+_failing: dict[int, str] = {}
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PassResult:
@@ -57,9 +61,12 @@ def run_pass(now: datetime | None = None, *, declared: set[str] | None = None) -
         try:
             ids, upcoming = _schedule_pass(state, now)
         except Exception as exc:
-            logger.warning("schedule %r: pass failed (%s: %s); retrying at the next pass",
-                           state.name, type(exc).__name__, exc)  # fmt: skip
+            error = f"{type(exc).__name__}: {exc}"
+            level = logging.DEBUG if _failing.get(state.id) == error else logging.WARNING
+            _failing[state.id] = error
+            logger.log(level, "schedule %r: pass failed (%s); retrying at the next pass", state.name, error)
             continue
+        _failing.pop(state.id, None)
         added += ids
         if upcoming is not None and (next_due is None or upcoming < next_due):
             next_due = upcoming
