@@ -130,3 +130,8 @@ def test_an_invalid_cron_string_is_refused_with_its_value_named(cron):
 def test_an_unknown_time_zone_is_refused_with_its_name():
     with pytest.raises(ScheduleError, match="Mars/Olympus"):
         schedules.check_cron("* * * * *", "Mars/Olympus")
+
+
+def test_arguments_that_are_not_json_are_refused_at_declaration():
+    with pytest.raises(ScheduleError, match="'not-json': args and kwargs are stored as JSON"):
+        schedules.declare("not-json", "noop", "* * * * *", kwargs={"when": datetime(2026, 1, 1)})

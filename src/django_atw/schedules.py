@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -243,6 +244,13 @@ def declare(
         raise ScheduleError(
             f"{where}: max_catch_up must be a whole number of at least 1, got {max_catch_up!r}."
         )
+    try:
+        json.dumps([list(args), dict(kwargs or {})])
+    except (TypeError, ValueError) as exc:
+        raise ScheduleError(
+            f"{where}: args and kwargs are stored as JSON, and {exc}. Pass JSON values "
+            "(strings, numbers, lists, dicts) and convert inside the task."
+        ) from exc
     schedule = CodeSchedule(
         name=name,
         task_type=task_type,
