@@ -68,6 +68,14 @@ def test_a_second_pass_over_the_same_ticks_adds_nothing():
     assert TaskRecord.objects.count() == ScheduleTick.objects.count() == 1
 
 
+def test_an_idle_pass_costs_one_query(django_assert_num_queries):
+    make()
+    make(name="other", cron="0 3 * * *")
+    scheduling.run_pass(T0 + timedelta(minutes=1))
+    with django_assert_num_queries(1):
+        assert scheduling.run_pass(T0 + timedelta(minutes=2)).added == []
+
+
 def test_a_pass_records_last_and_next_run():
     schedule = make()
     scheduling.run_pass(T0 + timedelta(minutes=6))
