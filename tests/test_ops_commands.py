@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from django_atw import enqueue, enqueue_many, store
-from django_atw.models import TaskRecord, WorkerProcess
+from django_atw.models import Schedule, TaskRecord, WorkerProcess
 from django_atw.status import TaskStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -50,6 +50,23 @@ def test_status_says_how_many_stopped_workers_are_kept_and_when_they_are_pruned(
     assert "w-gone" not in output  # stopped rows are listed with --all only
     assert "2 stopped workers kept; rows older than 1 day are pruned by live workers" in output
     assert "the oldest in 3 hours" in output
+
+
+def test_status_lists_schedules_with_their_next_run():
+    next_run = timezone.now().replace(microsecond=0) + timedelta(hours=1)
+    Schedule.objects.create(
+        name="nightly", task_type="noop", cron="0 3 * * *", timezone="Europe/Berlin", next_run_at=next_run
+    )
+    Schedule.objects.create(name="paused", task_type="noop", cron="* * * * *", enabled=False, from_code=True)
+
+    output = run("atw_status")
+
+    assert "Schedules (2):" in output
+    assert (
+        f"nightly  next={next_run:%Y-%m-%d %H:%M:%S} UTC  last=never  cron='0 3 * * *' tz=Europe/Berlin"
+        in output
+    )
+    assert "paused  disabled" in output and "from=code" in output
 
 
 def test_purge_deletes_old_finished_tasks_of_the_named_status_only():

@@ -122,3 +122,39 @@ def test_a_type_its_module_registers_when_imported_resolves_by_that_path():
         assert func is not None and func.__name__ == "_run"
     finally:
         unregister_task(path)
+
+
+def test_a_bad_cron_string_on_task_is_refused_at_decoration_naming_it():
+    from django_atw.exceptions import ScheduleError
+
+    with pytest.raises(
+        ScheduleError, match=r"@task\('tick', schedule=\.\.\.\): '\* \* \*' is not a valid cron"
+    ):
+
+        @task("tick", schedule="* * *")
+        async def tick() -> None: ...
+
+
+def test_a_schedule_on_task_declares_a_code_schedule_named_after_the_type():
+    from django_atw import schedules
+
+    @task("tick_declared", schedule="*/5 * * * *")
+    async def tick() -> None: ...
+
+    try:
+        declared = schedules.declared()["tick_declared"]
+        assert (declared.task_type, declared.cron, declared.args) == ("tick_declared", "*/5 * * * *", ())
+    finally:
+        schedules.forget("tick_declared")
+        unregister_task("tick_declared")
+
+
+def test_periodic_refuses_a_second_schedule_of_the_same_name_with_other_values():
+    from django_atw import ScheduleError, periodic, schedules
+
+    periodic("noop", "0 3 * * *", name="twice")
+    try:
+        with pytest.raises(ScheduleError, match="'twice' is declared twice"):
+            periodic("noop", "0 4 * * *", name="twice")
+    finally:
+        schedules.forget("twice")

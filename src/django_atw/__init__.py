@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         ErrorCategory,
         InvalidCacheKeyError,
         QueueFullError,
+        ScheduleError,
         TaskArgumentError,
         TaskCancellationError,
         TaskDefinitionError,
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
         TaskExecutionError,
         TaskTimeoutError,
     )
-    from .registry import get_all_task_types, get_task_function, register_task, task
+    from .registry import get_all_task_types, get_task_function, periodic, register_task, task
     from .shortcuts import (
         acancel_task,
         aget_all_tasks,
@@ -48,6 +49,7 @@ _LOCATIONS = {
     "ErrorCategory": ".exceptions",
     "InvalidCacheKeyError": ".exceptions",
     "QueueFullError": ".exceptions",
+    "ScheduleError": ".exceptions",
     "TaskArgumentError": ".exceptions",
     "TaskCancellationError": ".exceptions",
     "TaskDefinitionError": ".exceptions",
@@ -71,6 +73,7 @@ _LOCATIONS = {
     "get_task_function": ".registry",
     "get_task_info": ".shortcuts",
     "key_component": ".cache",
+    "periodic": ".registry",
     "register_task": ".registry",
     "task": ".registry",
 }
@@ -84,6 +87,7 @@ __all__ = [
     "ErrorCategory",
     "InvalidCacheKeyError",
     "QueueFullError",
+    "ScheduleError",
     "TaskArgumentError",
     "TaskCancellationError",
     "TaskDefinitionError",
@@ -107,6 +111,7 @@ __all__ = [
     "get_task_function",
     "get_task_info",
     "key_component",
+    "periodic",
     "register_task",
     "task",
 ]

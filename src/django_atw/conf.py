@@ -69,6 +69,9 @@ class AtwSettings(BaseModel):
     MAX_RESULT_BYTES: int = Field(
         10_485_760, ge=1, description="Largest task result in bytes, as JSON; a larger one fails the task."
     )
+    SCHEDULER: bool = Field(
+        True, description="Run periodic-task scheduling passes in this process's workers (docs: README)."
+    )
     CACHE: CacheSettings = Field(default_factory=lambda: CacheSettings.model_validate({}))
     # HTTP API (django_atw.api)
     API_MAX_BODY: int = Field(

@@ -4,6 +4,7 @@
      +-- ConfigurationError (ImproperlyConfigured)   the ATW setting is invalid
      +-- QueueFullError                               max_queue_size pending tasks already
      +-- InvalidCacheKeyError (ValueError)            a cache key function gave an unusable key
+     +-- ScheduleError (ValueError)                   a schedule's cron, zone or policy is invalid
      +-- TaskError                                    the original library's base class
           +-- TaskDefinitionError (ValueError)        a task cannot be stored as given
           |    +-- TaskArgumentError (TypeError)      an argument or option is not acceptable
@@ -113,3 +114,7 @@ class TaskCancellationError(TaskError, asyncio.CancelledError):
 
 class InvalidCacheKeyError(AtwError, ValueError):
     """Raised when a cache key function returns a non-string, or a key fails validation."""
+
+
+class ScheduleError(AtwError, ValueError):
+    """Raised when a schedule is declared with an invalid cron string, time zone or policy."""

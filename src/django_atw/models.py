@@ -9,6 +9,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils.timezone import now as _now
 
 from .status import TaskStatus
 
@@ -210,3 +211,69 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+MISSED_CHOICES = [
+    ("once", "Run once for all missed ticks"),
+    ("all", "Run each missed tick (up to max catch-up)"),
+    ("skip", "Skip missed ticks"),
+]
+
+
+class Schedule(models.Model):
+    """A cron schedule: each tick adds one task, whichever worker gets there first.
+
+    Rows come from the admin, or from code (``@task(schedule=...)``, ``periodic(...)``), synced
+    when a worker starts; of those only ``enabled`` is edited here. ``handled_until`` is the
+    scheduler's mark: every tick up to it has been enqueued or dropped by the missed policy.
+    """
+
+    name = models.CharField(max_length=200, unique=True)
+    task_type = models.CharField(max_length=255)
+    cron = models.CharField(
+        max_length=100, help_text="minute hour day month weekday [second], e.g. '*/5 * * * *' or '@daily'."
+    )
+    timezone = models.CharField(max_length=64, default="UTC", help_text="IANA zone the cron is read in.")
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    missed = models.CharField(
+        max_length=8,
+        choices=MISSED_CHOICES,
+        default="once",
+        help_text="What to do with ticks missed while no worker ran (older than a minute).",
+    )
+    max_catch_up = models.PositiveIntegerField(default=100, help_text="Most missed ticks run with 'all'.")
+    from_code = models.BooleanField(default=False, editable=False)
+    handled_until = models.DateTimeField(default=_now, editable=False)
+    last_run_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_task_id = models.CharField(max_length=255, blank=True, default="", editable=False)
+    next_run_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ScheduleTick(models.Model):
+    """One tick of one schedule, and the task it added: the unique row that makes it run once.
+
+    Every worker inserts ticks with ON CONFLICT DO NOTHING in the same transaction as the task;
+    only the insert that wins adds the task.
+    """
+
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="ticks")
+    tick = models.DateTimeField()
+    task_id = models.CharField(max_length=255)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["schedule", "tick"], name="atw_schedule_tick_unique")]
+        indexes = [models.Index(fields=["tick"], name="atw_schedule_tick_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.schedule_id} @ {self.tick:%Y-%m-%d %H:%M:%S}"

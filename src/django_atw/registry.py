@@ -14,6 +14,7 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
+from . import schedules
 from .exceptions import TaskDefinitionError
 from .values import DEFAULT_MAX_ATTEMPTS
 
@@ -135,6 +136,7 @@ def task(
     max_attempts: int | None = None,
     retry_backoff: float = 1.0,
     retry_on: tuple[type[BaseException], ...] = (),
+    schedule: str | None = None,
 ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]: ...
 @overload
 def task(task_type: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
@@ -145,18 +147,24 @@ def task(
     max_attempts: int | None = None,
     retry_backoff: float = 1.0,
     retry_on: tuple[type[BaseException], ...] = (),
+    schedule: str | None = None,
 ) -> Any:
     """Register the decorated async function under ``task_type``: ``@task("process_data")``.
 
     Options as for ``register_task``: ``@task("fetch", max_attempts=5, retry_on=(IOError,))``.
+    ``schedule`` is a cron string: a task runs, without arguments, at each tick, in the zone
+    of ``settings.TIME_ZONE``; the schedule is named after the task type. For arguments,
+    another zone or a missed-tick policy, call ``periodic(...)`` instead.
     """
     if callable(task_type):
         raise TypeError("@task needs a task type name: write @task('my_type'), not @task.")
     # Checked here too, so a bad option fails where the decorator is written.
     _check_options(str(task_type), queue, max_attempts, retry_backoff, retry_on)
+    if schedule is not None:
+        schedules.check_cron(schedule, _default_zone(), where=f"@task({task_type!r}, schedule=...)")
 
     def decorator(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-        return register_task(
+        registered = register_task(
             task_type,
             func,
             queue=queue,
@@ -164,8 +172,51 @@ def task(
             retry_backoff=retry_backoff,
             retry_on=retry_on,
         )
+        if schedule is not None:
+            schedules.declare(task_type, task_type, schedule, timezone=_default_zone())
+        return registered
 
     return decorator
+
+
+def periodic(
+    task_func: Callable[..., Awaitable[Any]] | str,
+    cron: str,
+    *,
+    name: str | None = None,
+    timezone: str | None = None,
+    args: tuple[Any, ...] | list[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    missed: str = "once",
+    max_catch_up: int = schedules.DEFAULT_MAX_CATCH_UP,
+) -> schedules.CodeSchedule:
+    """Run ``task_func`` with ``args``/``kwargs`` at each tick of ``cron`` in ``timezone``.
+
+    Call it at import time in a ``tasks.py``: ``periodic(send_report, "0 8 * * mon-fri",
+    timezone="Europe/Berlin", kwargs={"kind": "daily"})``. ``name`` (default: the task type)
+    identifies the schedule across workers and in the admin, where it is listed as from code.
+    ``timezone`` defaults to ``settings.TIME_ZONE``. ``missed`` says what happens to ticks
+    missed while no worker ran: "once" (one run for all of them), "all" (each, up to
+    ``max_catch_up``, the latest ones) or "skip". An invalid cron string, zone or policy
+    raises ``ScheduleError`` here, naming the value.
+    """
+    task_type = task_func if isinstance(task_func, str) else type_of(task_func)
+    return schedules.declare(
+        name or task_type,
+        task_type,
+        cron,
+        timezone=timezone or _default_zone(),
+        args=args,
+        kwargs=kwargs,
+        missed=missed,
+        max_catch_up=max_catch_up,
+    )
+
+
+def _default_zone() -> str:
+    from django.conf import settings
+
+    return str(getattr(settings, "TIME_ZONE", None) or "UTC") if settings.configured else "UTC"
 
 
 def options_for(task_type: str) -> TaskOptions:

@@ -157,3 +157,23 @@ class TaskHistory:
     info: TaskInfo
     traceback: str
     failed_attempts: list[FailedAttempt]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ScheduleState:
+    """One schedule as the scheduler reads it each pass (a ``Schedule`` row without the ORM)."""
+
+    id: int
+    name: str
+    task_type: str
+    cron: str
+    timezone: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    enabled: bool
+    missed: str
+    max_catch_up: int
+    from_code: bool
+    handled_until: datetime
+    last_run_at: datetime | None
+    next_run_at: datetime | None

@@ -8,6 +8,7 @@ from typing import Any
 
 from django_atw import task
 from django_atw.engine.executor import current_run
+from tests.multiprocess import fast_clock as _fast_clock
 
 # Events keyed by name let a test hold a task at a known point and release it.
 gates: dict[str, asyncio.Event] = {}
@@ -221,3 +222,7 @@ async def whoami() -> dict[str, Any]:
     run = current_run.get()
     assert run is not None
     return {"task_id": run.task_id, "attempt": run.attempt, "worker_id": run.worker_id}
+
+
+# Multi-process scheduling tests run the scheduler on a fast clock (tests/multiprocess/fast_clock.py).
+_fast_clock.install_from_env()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import connection
 
 from .. import store, wakeup
+from ..conf import get_settings
 from ..realtime.publisher import EventPublisher
 from ..store.thread import DatabaseThread
 from ..values import Outcome
@@ -30,6 +31,7 @@ from .caching import ResultCache
 from .executor import ProgressTracker, TaskExecutor
 from .housekeeping import Housekeeper
 from .pool import WorkerPool
+from .scheduler import Scheduler
 from .writer import OutcomeWriter
 
 if TYPE_CHECKING:
@@ -61,6 +63,7 @@ class Runtime:
         self.writer: OutcomeWriter | None = None
         self.pool: WorkerPool | None = None
         self.housekeeper: Housekeeper | None = None
+        self.scheduler: Scheduler | None = None
         self.listener: wakeup.PostgresListener | wakeup.ChannelLayerListener | None = None
         self.failure: BaseException | None = None
         self.failed = asyncio.Event()
@@ -128,6 +131,12 @@ class Runtime:
         stack.push_async_callback(self._bounded, "housekeeper", self.housekeeper.stop)
         self.pool.start()
         stack.push_async_callback(self._drain_and_release)
+        if get_settings().SCHEDULER:
+            self.scheduler = Scheduler(
+                worker_id=self.worker_id, db=self.db, refresh=worker.worker_poll_interval
+            )
+            self.scheduler.start()
+            stack.push_async_callback(self._bounded, "scheduler", self.scheduler.stop)
         self._watch()
         self._start_listening()
         if worker.cache_enabled:
@@ -227,7 +236,7 @@ class Runtime:
 
     def _watch(self) -> None:
         """Stop the worker loudly when a side task dies; cancellation at stop is expected."""
-        parts: list[Any] = [self.pool, self.writer, self.housekeeper, self.events]
+        parts: list[Any] = [self.pool, self.writer, self.housekeeper, self.scheduler, self.events]
         for part in parts:
             for task in getattr(part, "side_tasks", lambda: [])():
                 task.add_done_callback(self._side_task_done)

@@ -8,12 +8,23 @@ async callers run them in a thread. The modules split by concern:
 - ``claims``: claim a batch, write a batch of outcomes (the worker's hot path);
 - ``workers``: register, heartbeat, stop, lease recovery, pruning;
 - ``reads``: task reads for the Python API, pages and health for the HTTP API, event rows;
+- ``schedules``: schedule rows, the unique tick insert, code-schedule sync;
 - ``_vendor``: the one SQLite/PostgreSQL switch.
 
 Callers use the names re-exported here (``store.claim_batch``), never the submodules.
 """
 
-from ..values import ClaimedTask, FailedAttempt, Health, NewTask, Outcome, PageFilters, Reaped, TaskHistory
+from ..values import (
+    ClaimedTask,
+    FailedAttempt,
+    Health,
+    NewTask,
+    Outcome,
+    PageFilters,
+    Reaped,
+    ScheduleState,
+    TaskHistory,
+)
 from ._vendor import CANCEL_CHANNEL, FINISHED, TASK_ADDED_CHANNEL
 from .claims import claim_batch, write_batch
 from .reads import (
@@ -30,6 +41,7 @@ from .reads import (
     newest_event_rows,
     read_health,
 )
+from .schedules import advance, claim_ticks, get_schedule, list_schedules, prune_ticks, sync_code_schedules
 from .tasks import (
     CANCEL_REQUESTED,
     CANCELLED_PENDING,
@@ -74,33 +86,40 @@ __all__ = [
     "Outcome",
     "PageFilters",
     "Reaped",
+    "ScheduleState",
     "TaskHistory",
     "add_tasks",
+    "advance",
     "cancel",
     "cancel_requested_among",
     "changed_since",
     "claim_batch",
+    "claim_ticks",
     "count_pending",
     "delete_finished_before",
     "delete_finished_chunk",
     "event_rows",
     "finished_among",
     "first_running_with_cache_key",
+    "get_schedule",
     "get_task",
     "get_task_history",
     "get_tasks",
     "get_visible_task",
     "heartbeat",
+    "list_schedules",
     "list_tasks",
     "list_tasks_page",
     "list_workers",
     "mark_worker_stopped",
     "newest_event_rows",
+    "prune_ticks",
     "prune_workers",
     "queue_depths",
     "read_health",
     "reap_stale_workers",
     "register_worker",
     "release",
+    "sync_code_schedules",
     "write_batch",
 ]

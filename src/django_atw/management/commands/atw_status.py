@@ -31,7 +31,7 @@ def _ago(moment: datetime | None, now: datetime) -> str:
 
 
 class Command(BaseCommand):
-    help = "Show worker processes (live, stale or stopped) and task counts per queue and status."
+    help = "Show worker processes (live, stale or stopped), task counts per queue and status, and schedules."
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--all", action="store_true", help="Include workers that stopped.")
@@ -66,6 +66,26 @@ class Command(BaseCommand):
         for queue in sorted(depths):
             counts = "  ".join(f"{status}={depths[queue].get(status, 0)}" for status in statuses)
             self.stdout.write(f"  {queue:<20} {counts}")
+        self._schedules()
+
+    def _schedules(self) -> None:
+        """One line per schedule: when it runs next, when it last ran, and where it comes from."""
+        rows = store.list_schedules()
+        self.stdout.write(f"Schedules ({len(rows)}):")
+        if not rows:
+            self.stdout.write("  none")
+        for row in rows:
+            if not row.enabled:
+                next_run = "disabled"
+            elif row.next_run_at is None:
+                next_run = "next=(at the next pass)"
+            else:
+                next_run = f"next={row.next_run_at:%Y-%m-%d %H:%M:%S %Z}"
+            last = f"{row.last_run_at:%Y-%m-%d %H:%M:%S %Z}" if row.last_run_at else "never"
+            self.stdout.write(
+                f"  {row.name}  {next_run}  last={last}  cron={row.cron!r} tz={row.timezone} "
+                f"task={row.task_type} missed={row.missed} from={'code' if row.from_code else 'admin'}"
+            )
 
     def _retention(self, now: datetime, workers: list[dict[str, Any]]) -> str:
         """One line: how many stopped worker rows are kept, and when live workers prune them."""
