@@ -11,8 +11,9 @@ from django.test import override_settings
 
 from django_atw import enqueue
 from django_atw.exceptions import TaskArgumentError
+from django_atw.jsonvalues import MAX_JSON_DEPTH
 from django_atw.models import TaskRecord
-from django_atw.validation import MAX_JSON_DEPTH, build
+from django_atw.validation import build
 from tests.sampleapp import tasks
 
 

@@ -8,8 +8,8 @@ import pytest
 from django.db import DatabaseError
 
 from django_atw.api import auth, views
+from django_atw.jsonvalues import MAX_JSON_DEPTH
 from django_atw.models import TaskRecord
-from django_atw.validation import MAX_JSON_DEPTH
 from tests.api.conftest import API
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,7 +8,7 @@ from django.test import override_settings
 
 from django_atw import TaskStatus, aenqueue, aget_task_info
 from django_atw.exceptions import TaskError, TaskExecutionError, TaskTimeoutError
-from django_atw.validation import MAX_JSON_DEPTH, json_depth
+from django_atw.jsonvalues import MAX_JSON_DEPTH, json_depth
 from tests.conftest import wait_until
 from tests.sampleapp import tasks
 

@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from ..conf import get_settings
-from ..validation import MAX_JSON_DEPTH
+from ..jsonvalues import MAX_JSON_DEPTH
 from .auth import Caller, authenticate
 from .errors import ApiError, ErrorKind, error_body, invalid_value, json_response
 

@@ -18,8 +18,8 @@ from django.utils import timezone
 from .. import registry
 from ..cache.task_keys import cached_result_json
 from ..conf import get_settings
+from ..jsonvalues import MAX_JSON_DEPTH, json_depth
 from ..status import TaskStatus
-from ..validation import MAX_JSON_DEPTH, json_depth
 from ..values import ClaimedTask, Outcome
 from .futures import TIMEOUT_ERROR_TYPE
 from .storable import json_problem, storable_error_type, storable_text
