@@ -1,0 +1,1 @@
+"""ASGI applications wired in different ways, for the live-progress system checks."""
