@@ -103,8 +103,11 @@ def command(server: str, port: int) -> list[str]:
 @pytest.fixture(params=["daphne", "uvicorn", "runserver"])
 def served(request: pytest.FixtureRequest, project: tuple[Path, dict[str, str]]) -> Iterator[str]:
     server: str = request.param
-    if server == "uvicorn" and importlib.util.find_spec("uvicorn") is None:
-        pytest.skip("uvicorn is not installed: pip install 'uvicorn[standard]'")
+    if server == "uvicorn" and (
+        importlib.util.find_spec("uvicorn") is None
+        or not any(importlib.util.find_spec(m) for m in ("websockets", "wsproto"))
+    ):
+        pytest.skip("uvicorn with WebSocket support is not installed: pip install 'uvicorn[standard]'")
     site, env = project
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
