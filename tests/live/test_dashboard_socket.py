@@ -25,15 +25,15 @@ def fast_refresh(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dashboard, "_shared", None)
 
 
-async def open_socket(user) -> tuple[WebsocketCommunicator, bool, int | None]:
+async def open_socket(user) -> tuple[WebsocketCommunicator, bool]:
     comm = WebsocketCommunicator(URLRouter(websocket_urlpatterns), PATH)
     comm.scope["user"] = user
     connected, _ = await comm.connect(timeout=5)
-    return comm, connected, None
+    return comm, connected
 
 
 async def closed_with(user) -> int:
-    comm, connected, _ = await open_socket(user)
+    comm, connected = await open_socket(user)
     assert connected  # accepted first, so that a browser sees the code
     output = await comm.receive_output(timeout=5)
     assert output["type"] == "websocket.close"
@@ -51,7 +51,7 @@ async def test_anonymous_and_non_staff_sockets_are_closed(make_user):
 
 async def test_staff_get_a_full_snapshot_then_refreshes_that_count_new_work(worker):
     admin = await sync_to_async(User.objects.create_superuser)("root")
-    comm, connected, _ = await open_socket(admin)
+    comm, connected = await open_socket(admin)
     assert connected
     first = await frame(comm)
     assert (first["type"], first["full"], first["window"]) == ("stats", True, 3600)

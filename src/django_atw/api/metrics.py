@@ -30,7 +30,7 @@ def _exposition(accept: str) -> tuple[bytes, str]:
     return encoder(metrics.registry()), content_type
 
 
-async def metrics_view_handler(request: HttpRequest, caller: Caller) -> HttpResponse:
+async def read_metrics(request: HttpRequest, caller: Caller) -> HttpResponse:
     """GET metrics: Prometheus text (or OpenMetrics when the scraper asks for it)."""
     if not caller.via_token and not caller.is_staff:
         raise ApiError(403, "permission_denied", "Metrics are for staff users or bearer tokens.")
@@ -44,4 +44,4 @@ async def metrics_view_handler(request: HttpRequest, caller: Caller) -> HttpResp
     return HttpResponse(body, content_type=content_type)
 
 
-metrics_view = api_view({"GET": metrics_view_handler})
+metrics_view = api_view({"GET": read_metrics})
