@@ -142,3 +142,17 @@ def test_a_dashboard_refresh_costs_a_fixed_number_of_queries(django_assert_max_n
         frame = read_snapshot(full=True)
     assert frame["type"] == "stats"
     assert sum(done for _, done, _ in frame["throughput"]) == 20
+
+
+def test_a_metrics_scrape_costs_a_fixed_number_of_queries(django_assert_max_num_queries):
+    pytest.importorskip("prometheus_client")
+    from prometheus_client import generate_latest
+
+    from django_atw.metrics import registry
+
+    for _ in range(20):
+        add()
+        add(status="running", worker_id="w")
+    with django_assert_max_num_queries(8):
+        text = generate_latest(registry()).decode()
+    assert 'atw_tasks_total{outcome="completed",queue="default",task_type="echo"} 20.0' in text
