@@ -125,6 +125,7 @@ def test_no_module_takes_part_in_an_import_cycle():
 # puts "consumers" beside the API and admin.
 REALTIME_WEB = (
     "django_atw.realtime.consumers",
+    "django_atw.realtime.dashboard",
     "django_atw.realtime.routing",
     "django_atw.realtime.protocol",
 )

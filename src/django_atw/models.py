@@ -277,3 +277,18 @@ class ScheduleTick(models.Model):
 
     def __str__(self) -> str:
         return f"{self.schedule_id} @ {self.tick:%Y-%m-%d %H:%M:%S}"
+
+
+class OperationsDashboard(TaskRecord):
+    """No table of its own: the admin's entry for the live operations dashboard.
+
+    A proxy so that the admin lists an "Operations dashboard" link beside the tasks; its admin
+    page (``admin.dashboard``) shows stats, not rows. It has no permissions of its own: the
+    dashboard needs staff status and ``view_taskrecord``.
+    """
+
+    class Meta:
+        proxy = True
+        default_permissions = ()
+        verbose_name = "operations dashboard"
+        verbose_name_plural = "operations dashboard"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import path, re_path, register_converter
 
 from . import views
+from .metrics import metrics_view
 
 
 class TaskIdConverter:
@@ -31,6 +32,7 @@ urlpatterns = [
     path("types", views.types_view, name="types"),
     path("health", views.health_view, name="health"),
     path("openapi.json", views.openapi_view, name="openapi"),
+    path("metrics", metrics_view, name="metrics"),
     # Last: any other path under the include answers a JSON 404, not the project's HTML page.
     re_path(r"^", views.unknown_path_view),
 ]
