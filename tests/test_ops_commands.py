@@ -78,11 +78,11 @@ def test_purge_deletes_old_finished_tasks_of_the_named_status_only():
     TaskRecord.objects.filter(id=old_failed).update(status=TaskStatus.FAILED.value)
     TaskRecord.objects.filter(id=new_done).update(completed_at=timezone.now())
 
-    output = run("atw_purge", "--older-than", "7d", "--status", "completed", "--batch-size", "1")
+    output = run("atw_purge", "--older-than", "7d", "--status", "completed", "--batch-size", "1", "--noinput")
 
     assert output.startswith("deleted 1 completed tasks")
     assert set(TaskRecord.objects.values_list("id", flat=True)) == {old_failed, new_done, waiting}
-    run("atw_purge", "--older-than", "1w")
+    run("atw_purge", "--older-than", "1w", "--yes")
     assert set(TaskRecord.objects.values_list("id", flat=True)) == {new_done, waiting}
 
 
@@ -96,3 +96,48 @@ def test_purge_deletes_old_finished_tasks_of_the_named_status_only():
 def test_purge_refuses_bad_options_with_the_expected_form(args, message):
     with pytest.raises(CommandError, match=message):
         call_command("atw_purge", *args)
+
+
+def _old_finished(count: int) -> list[str]:
+    ids = enqueue_many("noop", [() for _ in range(count)])
+    TaskRecord.objects.filter(id__in=ids).update(
+        status=TaskStatus.COMPLETED.value, completed_at=timezone.now() - timedelta(days=8)
+    )
+    return ids
+
+
+def test_purge_dry_run_counts_and_deletes_nothing():
+    ids = _old_finished(3)
+
+    output = run("atw_purge", "--older-than", "7d", "--dry-run")
+
+    assert output.startswith("would delete 3 completed/failed/cancelled tasks finished before")
+    assert "nothing deleted" in output
+    assert TaskRecord.objects.filter(id__in=ids).count() == 3
+
+
+def test_purge_without_noinput_refuses_when_stdin_is_not_a_terminal(monkeypatch):
+    ids = _old_finished(2)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+
+    with pytest.raises(CommandError, match="This deletes 2 .* pass --noinput \\(or --yes\\)"):
+        call_command("atw_purge", "--older-than", "7d")
+
+    assert TaskRecord.objects.filter(id__in=ids).count() == 2
+
+
+@pytest.mark.parametrize(("answer", "left"), [("yes", 0), ("n", 2)])
+def test_purge_asks_for_confirmation_on_a_terminal(monkeypatch, answer, left):
+    ids = _old_finished(2)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    questions: list[str] = []
+    monkeypatch.setattr("builtins.input", lambda prompt: questions.append(prompt) or answer)
+
+    if left:
+        with pytest.raises(CommandError, match="purge cancelled: nothing deleted"):
+            run("atw_purge", "--older-than", "7d")
+    else:
+        assert "deleted 2 " in run("atw_purge", "--older-than", "7d")
+
+    assert questions == ["Type 'yes' to delete them: "]
+    assert TaskRecord.objects.filter(id__in=ids).count() == left
