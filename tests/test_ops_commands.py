@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
 from datetime import timedelta
 from io import StringIO
 
@@ -12,6 +15,7 @@ from django.utils import timezone
 from django_atw import enqueue, enqueue_many, store
 from django_atw.models import Schedule, TaskRecord, WorkerProcess
 from django_atw.status import TaskStatus
+from tests.helpers.processes import ROOT, django_command, subprocess_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -141,3 +145,59 @@ def test_purge_asks_for_confirmation_on_a_terminal(monkeypatch, answer, left):
 
     assert questions == ["Type 'yes' to delete them: "]
     assert TaskRecord.objects.filter(id__in=ids).count() == left
+
+
+def test_status_watch_refreshes_until_the_count_with_a_timestamp_line_when_not_a_terminal():
+    store.register_worker("w-live", "host-a", 11, ["default"], 8)
+
+    output = run("atw_status", "--watch", "0.01", "--count", "3")
+
+    assert output.count("Workers (1 shown of 1") == 3
+    assert output.count("(every 0.01 s)") == 3
+    assert "\x1b[2J" not in output
+
+
+class _Terminal(StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_status_watch_clears_the_screen_on_a_terminal():
+    out = _Terminal()
+    call_command("atw_status", "--watch", "0.01", "--count", "2", stdout=out)
+    assert out.getvalue().count("\x1b[H\x1b[2J") == 2
+
+
+def test_status_watch_ends_quietly_on_ctrl_c():
+    proc = subprocess.Popen(
+        django_command("atw_status", "--watch", "0.2"),
+        cwd=ROOT,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    seen = 0
+    deadline = time.monotonic() + 30
+    while seen < 2 and time.monotonic() < deadline:  # two refreshes: it keeps going by itself
+        if proc.stdout.readline().startswith("Workers ("):
+            seen += 1
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=30)
+    assert seen == 2
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--watch", "0"], "expected a positive number of seconds, got '0'"),
+        (["--watch", "1", "--count", "x"], "expected a positive whole number, got 'x'"),
+        (["--count", "2"], "--count only applies with --watch"),
+    ],
+)
+def test_status_refuses_bad_watch_options(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("atw_status", *args)
