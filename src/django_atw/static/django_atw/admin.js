@@ -59,10 +59,11 @@ async function copy(button) {
     document.execCommand("copy");
     field.remove();
   }
-  const label = button.textContent;
-  button.textContent = "copied";
+  button.classList.add("atw-copied");
+  button.title = "Copied";
   setTimeout(() => {
-    button.textContent = label;
+    button.classList.remove("atw-copied");
+    button.title = "Copy the full id";
   }, 1200);
 }
 
