@@ -7,7 +7,6 @@ stale page can never overwrite what a worker wrote meanwhile.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
@@ -21,9 +20,6 @@ from django.forms import Script
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import dateformat, timezone
-from django.utils.html import format_html
-from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import smart_split, unescape_string_literal
 from django.utils.translation import gettext_lazy
 
@@ -33,6 +29,7 @@ from ..models import TaskRecord
 from ..status import TaskStatus
 from ..values import NewTask
 from ._format import plural
+from .task_columns import TaskColumns
 
 if TYPE_CHECKING:
     TaskAdminBase = admin.ModelAdmin[TaskRecord]
@@ -59,27 +56,6 @@ DETAIL_FIELDS: dict[str | None, tuple[str, ...]] = {
     "Execution": ("worker_link", "created_by", "timeout", "cancel_requested"),
     "Cache": ("use_cache", "cache_ttl", "cache_key"),
 }
-
-
-# Two overlapping sheets, drawn inline: no icon font, and it scales with the text.
-_COPY_ICON = mark_safe(
-    '<svg width="10" height="10" viewBox="0 0 16 16" aria-hidden="true" fill="none" stroke="currentColor"'
-    ' stroke-width="1.6"><rect x="5" y="5" width="9" height="9" rx="1.5"/>'
-    '<path d="M11 5V3.5A1.5 1.5 0 0 0 9.5 2h-6A1.5 1.5 0 0 0 2 3.5v6A1.5 1.5 0 0 0 3.5 11H5"/></svg>'
-)
-
-
-def _pretty_json(value: Any) -> SafeString:
-    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
-
-
-def _format_duration(delta: timedelta) -> str:
-    seconds = delta.total_seconds()
-    if seconds < 60:
-        return f"{seconds:.2f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 class TaskChangeList(ChangeList):
@@ -110,7 +86,7 @@ class TaskTypeFilter(admin.SimpleListFilter):
 
 
 @admin.register(TaskRecord)
-class TaskRecordAdmin(TaskAdminBase):
+class TaskRecordAdmin(TaskColumns, TaskAdminBase):
     # Fits a 1200 px screen beside the admin's sidebar and filters: priority and queue are on the
     # detail page (queue is also a filter), the creation time is short with the full one on hover.
     list_display = ("short_id", "task_type", "status_and_progress", "created", "duration")
@@ -218,116 +194,6 @@ class TaskRecordAdmin(TaskAdminBase):
             self.message_user(request, "Cancelled the task.", messages.SUCCESS)
         url = reverse(f"{self.admin_site.name}:django_atw_taskrecord_change", args=[quote(obj.id)])
         return HttpResponseRedirect(url)
-
-    @admin.display(description="id", ordering="id")
-    def short_id(self, obj: TaskRecord) -> SafeString:
-        """The id's first 8 characters, linking to the task; the copy button copies all of it."""
-        url = reverse(f"{self.admin_site.name}:django_atw_taskrecord_change", args=[quote(obj.id)])
-        return format_html(
-            '<a href="{}" title="{}"><code>{}</code></a>'
-            '<button type="button" class="atw-copy" data-atw-copy="{}" title="Copy the full id"'
-            ' aria-label="Copy the full id {}">{}</button>',
-            url,
-            obj.id,
-            obj.id[:8],
-            obj.id,
-            obj.id,
-            _COPY_ICON,
-        )
-
-    @admin.display(description="created", ordering="created_at")
-    def created(self, obj: TaskRecord) -> SafeString:
-        """``14:05:09`` today, ``Dec 6, 14:05`` before; the full time on hover."""
-        local = timezone.localtime(obj.created_at)
-        short = "H:i:s" if local.date() == timezone.localdate() else "M j, H:i"
-        return format_html(
-            '<time datetime="{}" title="{}">{}</time>',
-            local.isoformat(),
-            dateformat.format(local, "Y-m-d H:i:s T"),
-            dateformat.format(local, short),
-        )
-
-    @admin.display(description="status", ordering="status")
-    def status_badge(self, obj: TaskRecord) -> SafeString:
-        return format_html(
-            '<span class="atw-status atw-status-{}" data-atw-status="{}">{}</span>',
-            obj.status,
-            obj.id,
-            obj.get_status_display(),
-        )
-
-    @admin.display(description="status", ordering="status")
-    def status_and_progress(self, obj: TaskRecord) -> SafeString:
-        """The list's one column for both: the badge, and the bar under it (narrower than two)."""
-        return format_html(
-            '{}<div class="atw-list-progress">{}</div>', self.status_badge(obj), self.progress_bar(obj)
-        )
-
-    @admin.display(description="progress", ordering="progress")
-    def progress_bar(self, obj: TaskRecord) -> SafeString:
-        value = min(max(obj.progress or 0.0, 0.0), 1.0)
-        return format_html(
-            '<progress class="atw-progress atw-progress-{}" value="{}" max="1" data-atw-task-id="{}">'
-            "</progress> "
-            '<span class="atw-progress-text" data-atw-percent="{}">{}%</span>',
-            obj.status,
-            f"{value:.4f}",
-            obj.id,
-            obj.id,
-            round(value * 100),
-        )
-
-    @admin.display(description="duration")
-    def duration(self, obj: TaskRecord) -> SafeString:
-        """Fixed once the task ended; while it runs, admin.js counts up from ``started_at``."""
-        if obj.started_at is None:
-            text = ""
-        elif obj.completed_at is not None:
-            text = _format_duration(obj.completed_at - obj.started_at)
-        elif obj.status == TaskStatus.RUNNING.value:
-            text = _format_duration(timezone.now() - obj.started_at)
-        else:
-            text = ""
-        return format_html(
-            '<span class="atw-duration" data-atw-duration="{}" data-atw-started="{}" '
-            'data-atw-running="{}">{}</span>',
-            obj.id,
-            obj.started_at.isoformat() if obj.started_at else "",
-            "1" if obj.status == TaskStatus.RUNNING.value else "",
-            text,
-        )
-
-    @admin.display(description="args")
-    def args_json(self, obj: TaskRecord) -> SafeString:
-        return _pretty_json(obj.args)
-
-    @admin.display(description="kwargs")
-    def kwargs_json(self, obj: TaskRecord) -> SafeString:
-        return _pretty_json(obj.kwargs)
-
-    @admin.display(description="metadata")
-    def metadata_json(self, obj: TaskRecord) -> SafeString:
-        return _pretty_json(obj.metadata)
-
-    @admin.display(description="result")
-    def result_json(self, obj: TaskRecord) -> SafeString:
-        return _pretty_json(obj.result)
-
-    @admin.display(description="error")
-    def error_text(self, obj: TaskRecord) -> SafeString:
-        return format_html("<pre>{}</pre>", obj.error)
-
-    @admin.display(description="traceback")
-    def traceback_text(self, obj: TaskRecord) -> SafeString:
-        return format_html("<pre>{}</pre>", obj.traceback)
-
-    @admin.display(description="worker")
-    def worker_link(self, obj: TaskRecord) -> str:
-        """Link by id: the worker row may be gone (no constraint), which must not break the page."""
-        if not obj.worker_id:
-            return ""
-        url = reverse(f"{self.admin_site.name}:django_atw_workerprocess_change", args=[quote(obj.worker_id)])
-        return format_html('<a href="{}">{}</a>', url, obj.worker_id)
 
     @admin.action(permissions=["change"], description="Cancel selected tasks")
     def cancel_tasks(self, request: HttpRequest, queryset: QuerySet[TaskRecord]) -> None:
