@@ -106,6 +106,8 @@ class Command(BaseCommand):
                 self.stderr.flush()
                 # At once: no cleanup that could wait on a database call or a task.
                 os._exit(1)
+            if burst and self.stdout.isatty():
+                self.stdout.write("")  # leave the progress bar's line
             self.stdout.write(f"received {signal.Signals(signum).name}: stopping (grace {grace:g} s)")
             stop.set()
 
@@ -114,13 +116,15 @@ class Command(BaseCommand):
         progress = BurstProgress(self.stdout) if burst else None
         if progress is not None:
             # Counted before the first claim, so the bar starts from the whole backlog.
-            progress.total = await sync_to_async(count_pending)(worker.queues, ready_only=True)
+            backlog = await sync_to_async(count_pending)(worker.queues, ready_only=True)
         await worker.start()
         self.stdout.write(
             f"atw worker ready id={worker.worker_id} concurrency={worker.max_workers} "
             f"queues={','.join(worker.queues)}",
         )
         self.stdout.flush()
+        if progress is not None:
+            progress.show(0, running=0, pending=backlog)
         failed = asyncio.ensure_future(worker.wait_failed())
         until = self._until_drained(worker, stop, progress) if progress is not None else stop.wait()
         done, _ = await asyncio.wait(
