@@ -201,3 +201,11 @@ def test_status_watch_ends_quietly_on_ctrl_c():
 def test_status_refuses_bad_watch_options(args, message):
     with pytest.raises(CommandError, match=message):
         call_command("atw_status", *args)
+
+
+def test_count_finished_before_is_one_query(django_assert_num_queries):
+    _old_finished(2)
+    cutoff = timezone.now() - timedelta(days=7)
+    with django_assert_num_queries(1):
+        assert store.count_finished_before(cutoff, ["completed"]) == 2
+    assert store.count_finished_before(cutoff, ["failed"]) == 0
