@@ -1,8 +1,11 @@
 """The atw_worker command as a real process: burst mode, readiness, graceful SIGTERM."""
 
 import asyncio
+import os
+import pty
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -43,6 +46,61 @@ async def test_burst_runs_what_is_pending_and_exits_zero():
     assert proc.returncode == 0, output.decode()
     for task_id in ids:
         assert (await aget_task_info(task_id)).status == TaskStatus.COMPLETED
+
+
+async def test_burst_prints_plain_progress_lines_when_stdout_is_not_a_terminal():
+    await aenqueue_many(tasks.echo, [(i,) for i in range(5)])
+    proc = await start_worker("--burst")
+    async with asyncio.timeout(60):
+        output, _ = await proc.communicate()
+    text = output.decode()
+    assert proc.returncode == 0, text
+    assert "burst: 0/5 tasks done" in text  # the first line counts the whole backlog
+    assert "burst: 5/5 tasks done, 0 running, 0 pending" in text
+    assert "\r" not in text
+
+
+async def test_burst_exits_as_soon_as_the_last_task_ends():
+    # A long poll interval: only the commit of the last outcome can end the burst quickly.
+    task_id = await aenqueue(tasks.sleep, 0.5)
+    proc = await start_worker("--burst", "--poll-interval", "5")
+    async with asyncio.timeout(60):
+        output, _ = await proc.communicate()
+    exited = time.time()
+    assert proc.returncode == 0, output.decode()
+    info = await aget_task_info(task_id)
+    assert info.status == TaskStatus.COMPLETED
+    delay = exited - info.completed_at.timestamp()
+    assert delay < 1.5, f"the worker exited {delay:.2f} s after the last task ended"
+
+
+def test_burst_draws_a_progress_bar_on_a_terminal():
+    asyncio.run(aenqueue_many(tasks.echo, [(i,) for i in range(6)]))
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        django_command("atw_worker", "--burst"),
+        cwd=ROOT,
+        env=subprocess_env(),
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    chunks = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the worker exited and closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert proc.wait(timeout=30) == 0
+    text = b"".join(chunks).decode()
+    assert "\r\x1b[K[" in text  # redrawn in place
+    assert "[" + "#" * 30 + "] 6/6 tasks done, 0 running, 0 pending" in text
+    assert "task started" not in text  # log lines would break the bar: warning level by default
 
 
 async def test_sigterm_returns_a_running_task_to_pending_and_exits_zero():

@@ -40,6 +40,12 @@ class EnqueueForm(forms.Form):
         min_value=0.1,
         help_text="Optional. The task fails if it runs longer.",
     )
+    use_cache = forms.BooleanField(
+        label="Use the result cache",
+        required=False,
+        initial=True,
+        help_text="An equal task (same type and arguments) that completed before answers at once.",
+    )
     kwargs = forms.CharField(
         label="Keyword arguments (a JSON object)",
         required=False,

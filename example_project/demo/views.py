@@ -22,7 +22,7 @@ import django_atw
 from django_atw.models import TaskRecord
 
 from .forms import EnqueueForm
-from .tasks import DEFAULT_KWARGS
+from .tasks import CHECKS, DEFAULT_KWARGS
 
 NEWEST = 20
 MAX_RESULT_CHARS = 300
@@ -43,6 +43,7 @@ class TaskRow:
     outcome: str
     active: bool
     cancel_requested: bool
+    from_cache: bool
 
     @classmethod
     def from_info(cls, record: django_atw.TaskInfo) -> TaskRow:
@@ -66,13 +67,40 @@ class TaskRow:
             outcome=outcome,
             active=record.status in ACTIVE,
             cancel_requested=record.cancel_requested,
+            from_cache=record.from_cache,
         )
 
 
-def _initial() -> dict[str, Any]:
+# The session key of the last enqueued form: the next form starts from it (type, arguments...).
+LAST_FORM = "demo_last_enqueue"
+
+
+def _initial(request: HttpRequest) -> dict[str, Any]:
     types = django_atw.get_all_task_types()
+    last = request.session.get(LAST_FORM)
+    if isinstance(last, dict) and last.get("task_type") in types:
+        return last
     first = next((name for name in types if name in DEFAULT_KWARGS), types[0] if types else "")
-    return {"task_type": first, "kwargs": _pretty(DEFAULT_KWARGS.get(first, {})), "priority": 0}
+    return {
+        "task_type": first,
+        "kwargs": _pretty(DEFAULT_KWARGS.get(first, {})),
+        "priority": 0,
+        "use_cache": True,
+    }
+
+
+def _check_values(task_type: str, kwargs: dict[str, Any]) -> str | None:
+    """The demo task's own value check, run before enqueueing; the message if it refuses."""
+    check = CHECKS.get(task_type)
+    if check is None:
+        return None
+    try:
+        check(**kwargs)
+    except TypeError:
+        return None  # arguments the function does not take: enqueue() says which, below
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _pretty(kwargs: dict[str, Any]) -> str:
@@ -87,22 +115,37 @@ def index(request: HttpRequest) -> HttpResponse:
         form = EnqueueForm(request.POST)
         if form.is_valid():
             data = form.cleaned_data
-            try:
-                task_id = django_atw.enqueue(
-                    data["task_type"],
-                    priority=data["priority"],
-                    timeout=data["timeout"],
-                    created_by=request.user,
-                    **data["kwargs"],
-                )
-            except django_atw.TaskDefinitionError as exc:
-                # Arguments that cannot be stored (not JSON, unknown type...): show why on the form.
-                form.add_error(None, str(exc))
+            refused = _check_values(data["task_type"], data["kwargs"])
+            if refused is not None:
+                form.add_error("kwargs", refused)
             else:
-                messages.success(request, f"Enqueued {data['task_type']} as task {task_id}.")
-                return redirect("demo:index")
+                try:
+                    task_id = django_atw.enqueue(
+                        data["task_type"],
+                        priority=data["priority"],
+                        timeout=data["timeout"],
+                        use_cache=data["use_cache"],
+                        created_by=request.user,
+                        **data["kwargs"],
+                    )
+                except django_atw.TaskArgumentError as exc:
+                    # enqueue() binds the arguments to the function's signature and checks that
+                    # they are JSON: a task that could never run is refused now, not when it runs.
+                    form.add_error("kwargs", str(exc))
+                except django_atw.TaskDefinitionError as exc:
+                    form.add_error(None, str(exc))
+                else:
+                    messages.success(request, f"Enqueued {data['task_type']} as task {task_id}.")
+                    request.session[LAST_FORM] = {
+                        "task_type": data["task_type"],
+                        "kwargs": _pretty(data["kwargs"]),
+                        "priority": data["priority"],
+                        "timeout": data["timeout"],
+                        "use_cache": data["use_cache"],
+                    }
+                    return redirect("demo:index")
     else:
-        form = EnqueueForm(initial=_initial())
+        form = EnqueueForm(initial=_initial(request))
 
     sees_all = request.user.has_perm("django_atw.view_taskrecord")
     context = {

@@ -7,20 +7,21 @@ stale page can never overwrite what a worker wrote meanwhile.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
-from django.contrib.admin.utils import quote
+from django.contrib.admin.actions import delete_selected as django_delete_selected
+from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_permission_codename
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.forms import Script
-from django.http import HttpRequest
-from django.urls import reverse
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.text import smart_split, unescape_string_literal
+from django.utils.translation import gettext_lazy
 
 from .. import adding, registry, shortcuts, validation
 from ..exceptions import QueueFullError, TaskDefinitionError
@@ -28,6 +29,7 @@ from ..models import TaskRecord
 from ..status import TaskStatus
 from ..values import NewTask
 from ._format import plural
+from .task_columns import TaskColumns
 
 if TYPE_CHECKING:
     TaskAdminBase = admin.ModelAdmin[TaskRecord]
@@ -54,19 +56,6 @@ DETAIL_FIELDS: dict[str | None, tuple[str, ...]] = {
     "Execution": ("worker_link", "created_by", "timeout", "cancel_requested"),
     "Cache": ("use_cache", "cache_ttl", "cache_key"),
 }
-
-
-def _pretty_json(value: Any) -> SafeString:
-    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
-
-
-def _format_duration(delta: timedelta) -> str:
-    seconds = delta.total_seconds()
-    if seconds < 60:
-        return f"{seconds:.2f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 class TaskChangeList(ChangeList):
@@ -97,17 +86,12 @@ class TaskTypeFilter(admin.SimpleListFilter):
 
 
 @admin.register(TaskRecord)
-class TaskRecordAdmin(TaskAdminBase):
-    list_display = (
-        "id",
-        "task_type",
-        "status_badge",
-        "progress_bar",
-        "priority",
-        "queue",
-        "created_at",
-        "duration",
-    )
+class TaskRecordAdmin(TaskColumns, TaskAdminBase):
+    # Fits a 1200 px screen beside the admin's sidebar and filters: priority and queue are on the
+    # detail page (queue is also a filter), the creation time is short with the full one on hover.
+    list_display = ("short_id", "task_type", "status_and_progress", "created", "duration")
+    # short_id links the row itself, beside its copy button (a link column would wrap both).
+    list_display_links = None
     list_filter = ("status", TaskTypeFilter, "queue", ("created_at", admin.DateFieldListFilter))
     search_fields = ("id", "task_type", "metadata")
     search_help_text = "Matches part of the task id, the task type or any text in the metadata."
@@ -115,7 +99,7 @@ class TaskRecordAdmin(TaskAdminBase):
     list_per_page = 50
     # COUNT(*) over a large task table on every page view is slower than the page itself.
     show_full_result_count = False
-    actions = ("cancel_tasks", "rerun_tasks")
+    actions = ("cancel_tasks", "rerun_tasks", "delete_selected")
     fieldsets = [(title, {"fields": names}) for title, names in DETAIL_FIELDS.items()]
     readonly_fields = tuple(name for names in DETAIL_FIELDS.values() for name in names)
 
@@ -147,6 +131,12 @@ class TaskRecordAdmin(TaskAdminBase):
         """Objects are view-only; the model-level change permission only gates the cancel action."""
         return obj is None and super().has_change_permission(request)
 
+    def has_delete_permission(self, request: HttpRequest, obj: TaskRecord | None = None) -> bool:
+        """A running task cannot be deleted: its worker would write to a row that is gone."""
+        if obj is not None and obj.status == TaskStatus.RUNNING.value:
+            return False
+        return super().has_delete_permission(request, obj)
+
     def has_rerun_permission(self, request: HttpRequest) -> bool:
         """Running a task again adds one, so it needs the add permission the form never grants."""
         opts = self.opts
@@ -155,67 +145,55 @@ class TaskRecordAdmin(TaskAdminBase):
     class Media:
         # live.js keeps the badges, bars and results of the list and detail pages up to date over a
         # WebSocket; admin.css colours the badges by class, so a live status change recolours them.
+        # admin.js ticks running durations, recolours bars by status and copies ids.
         css = {"all": ("django_atw/admin.css",)}
-        js = (Script("django_atw/live.js", type="module"),)
+        js = (Script("django_atw/live.js", type="module"), Script("django_atw/admin.js", type="module"))
 
-    @admin.display(description="status", ordering="status")
-    def status_badge(self, obj: TaskRecord) -> SafeString:
-        return format_html(
-            '<span class="atw-status atw-status-{}" data-atw-status="{}">{}</span>',
-            obj.status,
-            obj.id,
-            obj.get_status_display(),
+    def get_urls(self) -> list[URLPattern]:
+        opts = self.opts
+        cancel = path(
+            "<path:object_id>/cancel/",
+            self.admin_site.admin_view(self.cancel_view),
+            name=f"{opts.app_label}_{opts.model_name}_cancel",
+        )
+        return [cancel, *super().get_urls()]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        obj = self.get_object(request, unquote(object_id))
+        can_cancel = (
+            obj is not None
+            and obj.status in (TaskStatus.PENDING.value, TaskStatus.RUNNING.value)
+            and self.has_change_permission(request)
+        )
+        return super().change_view(
+            request, object_id, form_url, {**(extra_context or {}), "atw_can_cancel": can_cancel}
         )
 
-    @admin.display(description="progress", ordering="progress")
-    def progress_bar(self, obj: TaskRecord) -> SafeString:
-        value = min(max(obj.progress or 0.0, 0.0), 1.0)
-        return format_html(
-            '<progress class="atw-progress" value="{}" max="1" data-atw-task-id="{}"></progress> '
-            '<span class="atw-progress-text" data-atw-percent="{}">{}%</span>',
-            f"{value:.4f}",
-            obj.id,
-            obj.id,
-            round(value * 100),
-        )
-
-    @admin.display(description="duration")
-    def duration(self, obj: TaskRecord) -> str:
-        if obj.started_at is None or obj.completed_at is None:
-            return ""
-        return _format_duration(obj.completed_at - obj.started_at)
-
-    @admin.display(description="args")
-    def args_json(self, obj: TaskRecord) -> SafeString:
-        return _pretty_json(obj.args)
-
-    @admin.display(description="kwargs")
-    def kwargs_json(self, obj: TaskRecord) -> SafeString:
-        return _pretty_json(obj.kwargs)
-
-    @admin.display(description="metadata")
-    def metadata_json(self, obj: TaskRecord) -> SafeString:
-        return _pretty_json(obj.metadata)
-
-    @admin.display(description="result")
-    def result_json(self, obj: TaskRecord) -> SafeString:
-        return _pretty_json(obj.result)
-
-    @admin.display(description="error")
-    def error_text(self, obj: TaskRecord) -> SafeString:
-        return format_html("<pre>{}</pre>", obj.error)
-
-    @admin.display(description="traceback")
-    def traceback_text(self, obj: TaskRecord) -> SafeString:
-        return format_html("<pre>{}</pre>", obj.traceback)
-
-    @admin.display(description="worker")
-    def worker_link(self, obj: TaskRecord) -> str:
-        """Link by id: the worker row may be gone (no constraint), which must not break the page."""
-        if not obj.worker_id:
-            return ""
-        url = reverse(f"{self.admin_site.name}:django_atw_workerprocess_change", args=[quote(obj.worker_id)])
-        return format_html('<a href="{}">{}</a>', url, obj.worker_id)
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST: cancel one task (the detail page's Cancel button); needs the change permission."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        task_id = unquote(object_id)
+        obj = self.get_object(request, task_id)
+        if obj is None:
+            self.message_user(request, f"No task with id {task_id!r}.", messages.WARNING)
+            return HttpResponseRedirect(reverse(f"{self.admin_site.name}:django_atw_taskrecord_changelist"))
+        if not shortcuts.cancel_task(obj.id):
+            self.message_user(request, "The task had already finished: nothing to cancel.", messages.WARNING)
+        elif obj.status == TaskStatus.RUNNING.value:
+            self.message_user(request, "Asked the task's worker to cancel it.", messages.SUCCESS)
+        else:
+            self.message_user(request, "Cancelled the task.", messages.SUCCESS)
+        url = reverse(f"{self.admin_site.name}:django_atw_taskrecord_change", args=[quote(obj.id)])
+        return HttpResponseRedirect(url)
 
     @admin.action(permissions=["change"], description="Cancel selected tasks")
     def cancel_tasks(self, request: HttpRequest, queryset: QuerySet[TaskRecord]) -> None:
@@ -236,6 +214,26 @@ class TaskRecordAdmin(TaskAdminBase):
             parts.append(f"{plural(finished)} had already finished and could not be cancelled.")
         level = messages.WARNING if finished else messages.SUCCESS
         self.message_user(request, " ".join(parts) or "No tasks selected.", level)
+
+    @admin.action(permissions=["delete"], description=gettext_lazy("Delete selected %(verbose_name_plural)s"))
+    def delete_selected(
+        self, request: HttpRequest, queryset: QuerySet[TaskRecord]
+    ) -> TemplateResponse | None:
+        """Django's delete action, refused while the selection holds a running task."""
+        running = queryset.filter(status=TaskStatus.RUNNING.value).count()
+        if running:
+            self.message_user(
+                request,
+                f"{plural(running, 'running task')} selected: a running task cannot be deleted. "
+                "Cancel it first, or leave it out. Nothing was deleted.",
+                messages.ERROR,
+            )
+            return None
+        return django_delete_selected(self, request, queryset)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[TaskRecord]) -> None:
+        # A task may have started between the confirmation page and the POST: keep it.
+        super().delete_queryset(request, queryset.exclude(status=TaskStatus.RUNNING.value))
 
     @admin.action(permissions=["rerun"], description="Run selected tasks again")
     def rerun_tasks(self, request: HttpRequest, queryset: QuerySet[TaskRecord]) -> None:

@@ -104,6 +104,10 @@ class AsyncTaskWorker:
         self._starting: asyncio.Lock | None = None
         self._runtime: Runtime | None = None
         self._futures = TaskFutureManager()
+        # Set after each commit of outcomes: a cheap signal for whoever waits for tasks to end
+        # (``atw_worker --burst``). Clear it, check the state, then wait: no commit is missed.
+        self.committed = asyncio.Event()
+        self.finished_here = 0  # tasks this worker ran to an end (retries not counted), since start
         self.cache: AsyncCacheAdapter = (
             cache_adapter
             if cache_adapter is not None
@@ -158,6 +162,7 @@ class AsyncTaskWorker:
                 return
             self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             self._futures = TaskFutureManager()
+            self.finished_here = 0
             runtime = Runtime(self, self.worker_id)
             await runtime.start(self._on_committed)
             self._runtime = runtime
@@ -424,6 +429,8 @@ class AsyncTaskWorker:
 
     def _on_committed(self, outcomes: Sequence[Outcome]) -> None:
         self._futures.resolve_committed(outcomes)
+        self.finished_here += sum(1 for outcome in outcomes if outcome.status is not TaskStatus.PENDING)
+        self.committed.set()
 
     # --- retention ----------------------------------------------------------------------
 

@@ -308,6 +308,14 @@ def delete_finished_before(
             return total
 
 
+def count_finished_before(cutoff: datetime, statuses: Sequence[str] = tuple(FINISHED)) -> int:
+    """Count the finished tasks (of ``statuses``) ``delete_finished_before`` would delete; one query."""
+    wanted = [TaskStatus(status).value for status in statuses if TaskStatus(status).value in FINISHED]
+    if not wanted:
+        return 0
+    return TaskRecord.objects.filter(status__in=wanted, completed_at__lt=cutoff).count()
+
+
 def delete_finished_chunk(
     cutoff: datetime, batch_size: int = DELETE_BATCH, statuses: Sequence[str] = tuple(FINISHED)
 ) -> int:

@@ -1,13 +1,14 @@
-"""Delete finished task records older than a given age, in batches."""
+"""Delete finished task records older than a given age, in batches, after a confirmation."""
 
 from __future__ import annotations
 
 import argparse
 import re
+import sys
 from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from ... import store
@@ -58,10 +59,44 @@ class Command(BaseCommand):
         parser.add_argument(
             "--batch-size", type=batch_size, default=store.DELETE_BATCH, help="Rows deleted per statement."
         )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Count the tasks that would be deleted; delete nothing."
+        )
+        parser.add_argument(
+            "--noinput",
+            "--no-input",
+            "--yes",
+            action="store_false",
+            dest="interactive",
+            help="Delete without asking for confirmation.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         cutoff = timezone.now() - options["older_than"]
         statuses = options["statuses"] or _FINISHED
-        deleted = store.delete_finished_before(cutoff, batch_size=options["batch_size"], statuses=statuses)
         kinds = "/".join(statuses)
-        self.stdout.write(f"deleted {deleted} {kinds} tasks finished before {cutoff.isoformat()}")
+        what = f"{kinds} tasks finished before {cutoff.isoformat()}"
+        if options["dry_run"] or options["interactive"]:
+            count = store.count_finished_before(cutoff, statuses)
+            if options["dry_run"]:
+                self.stdout.write(f"would delete {count} {what} (dry run: nothing deleted)")
+                return
+            if count == 0:
+                self.stdout.write(f"deleted 0 {what}")
+                return
+            self._confirm(f"This deletes {count} {what}.")
+        deleted = store.delete_finished_before(cutoff, batch_size=options["batch_size"], statuses=statuses)
+        self.stdout.write(self.style.SUCCESS(f"deleted {deleted} {what}"))
+
+    def _confirm(self, question: str) -> None:
+        """Ask on the terminal; refuse when nobody can answer (a cron job, a pipe)."""
+        if not sys.stdin.isatty():
+            raise CommandError(
+                f"{question} stdin is not a terminal, so nobody can confirm: "
+                "pass --noinput (or --yes) to delete, or --dry-run to count only."
+            )
+        self.stdout.write(question)
+        self.stdout.flush()
+        answer = input("Type 'yes' to delete them: ")
+        if answer.strip().lower() != "yes":
+            raise CommandError("purge cancelled: nothing deleted.")

@@ -1,12 +1,13 @@
-"""Print the workers and the depth of each queue."""
+"""Print the workers and the depth of each queue, once or every few seconds (``--watch``)."""
 
 from __future__ import annotations
 
 import argparse
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.timesince import timeuntil
 
@@ -24,6 +25,31 @@ def _span(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}")
+    return number
+
+
+def _count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
+    return number
+
+
+# Home the cursor and clear the screen (ANSI), as watch(1) does between refreshes.
+_CLEAR = "\x1b[H\x1b[2J"
+WATCH_DEFAULT = 2.0
+
+
 def _ago(moment: datetime | None, now: datetime) -> str:
     if moment is None:
         return "-"
@@ -35,12 +61,48 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--all", action="store_true", help="Include workers that stopped.")
+        parser.add_argument(
+            "--watch",
+            nargs="?",
+            type=_seconds,
+            const=WATCH_DEFAULT,
+            metavar="SECONDS",
+            help=f"Refresh every SECONDS (default {WATCH_DEFAULT:g}) until Ctrl-C.",
+        )
+        parser.add_argument(
+            "--count", type=_count, help="With --watch: stop after this many refreshes (default: never)."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        interval: float | None = options["watch"]
+        if interval is None:
+            if options["count"] is not None:
+                raise CommandError("--count only applies with --watch.")
+            self._report(show_all=options["all"])
+            return
+        clear = self.stdout.isatty()
+        shown = 0
+        try:
+            while True:
+                if clear:
+                    self.stdout.write(_CLEAR, ending="")
+                else:
+                    self.stdout.write(f"--- {timezone.now():%Y-%m-%d %H:%M:%S %Z} (every {interval:g} s)")
+                self._report(show_all=options["all"])
+                self.stdout.flush()
+                shown += 1
+                if options["count"] is not None and shown >= options["count"]:
+                    return
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            # Ctrl-C is how a watch ends: leave quietly, with the prompt on a fresh line.
+            self.stdout.write("")
+
+    def _report(self, *, show_all: bool) -> None:
         now = timezone.now()
         lease = get_settings().WORKER_LEASE
         workers = store.list_workers()
-        shown = [w for w in workers if options["all"] or w["stopped_at"] is None]
+        shown = [w for w in workers if show_all or w["stopped_at"] is None]
         self.stdout.write(f"Workers ({len(shown)} shown of {len(workers)}; lease {lease:g} s):")
         if not shown:
             self.stdout.write("  none")
