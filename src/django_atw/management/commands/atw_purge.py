@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from ... import store
 from ...status import TaskStatus
+from ..arguments import positive_int
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _FINISHED = [TaskStatus.COMPLETED.value, TaskStatus.FAILED.value, TaskStatus.CANCELLED.value]
@@ -32,16 +33,6 @@ def finished_status(value: str) -> str:
     return value
 
 
-def batch_size(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
-    return number
-
-
 class Command(BaseCommand):
     help = "Delete finished tasks (completed, failed, cancelled) that ended longer ago than --older-than."
 
@@ -57,7 +48,7 @@ class Command(BaseCommand):
             help="Only this status (completed, failed or cancelled); repeat for several. Default: all three.",
         )
         parser.add_argument(
-            "--batch-size", type=batch_size, default=store.DELETE_BATCH, help="Rows deleted per statement."
+            "--batch-size", type=positive_int, default=store.DELETE_BATCH, help="Rows deleted per statement."
         )
         parser.add_argument(
             "--dry-run", action="store_true", help="Count the tasks that would be deleted; delete nothing."

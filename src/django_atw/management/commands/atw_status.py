@@ -14,6 +14,7 @@ from django.utils.timesince import timeuntil
 from ... import store
 from ...conf import get_settings
 from ...status import TaskStatus
+from ..arguments import positive_int, positive_seconds
 
 
 def _span(seconds: float) -> str:
@@ -23,26 +24,6 @@ def _span(seconds: float) -> str:
             count = int(seconds // size)
             return f"{count} {unit}{'' if count == 1 else 's'}"
     return f"{seconds:g} s"
-
-
-def _seconds(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = 0.0
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}")
-    return number
-
-
-def _count(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
-    return number
 
 
 # Home the cursor and clear the screen (ANSI), as watch(1) does between refreshes.
@@ -64,13 +45,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--watch",
             nargs="?",
-            type=_seconds,
+            type=positive_seconds,
             const=WATCH_DEFAULT,
             metavar="SECONDS",
             help=f"Refresh every SECONDS (default {WATCH_DEFAULT:g}) until Ctrl-C.",
         )
         parser.add_argument(
-            "--count", type=_count, help="With --watch: stop after this many refreshes (default: never)."
+            "--count",
+            type=positive_int,
+            help="With --watch: stop after this many refreshes (default: never).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

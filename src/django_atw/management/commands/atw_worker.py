@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from ...conf import get_settings
 from ...engine.worker import AsyncTaskWorker
 from ...store import count_pending
+from ..arguments import positive_int, positive_seconds
 
 logger = logging.getLogger("django_atw.worker")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -26,40 +27,20 @@ PLAIN_PROGRESS_EVERY = 2.0
 BAR_WIDTH = 30
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
-    return number
-
-
-def _positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}")
-    return number
-
-
 class Command(BaseCommand):
     help = "Run a django-atw worker: claim pending tasks from the database and run them."
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--concurrency", type=_positive_int, help="Tasks run at once (ATW MAX_WORKERS).")
+        parser.add_argument("--concurrency", type=positive_int, help="Tasks run at once (ATW MAX_WORKERS).")
         parser.add_argument(
             "--queue",
             action="append",
             dest="queues",
             help="Queue to serve; repeat for several (default queue).",
         )
-        parser.add_argument("--poll-interval", type=_positive_float, help="Seconds between polls.")
+        parser.add_argument("--poll-interval", type=positive_seconds, help="Seconds between polls.")
         parser.add_argument(
-            "--grace", type=_positive_float, default=30.0, help="Seconds running tasks get on stop."
+            "--grace", type=positive_seconds, default=30.0, help="Seconds running tasks get on stop."
         )
         parser.add_argument(
             "--burst",
