@@ -4,10 +4,12 @@ import contextlib
 import json
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from django.db import DataError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from django_atw import enqueue, enqueue_many, store
 from django_atw.models import TaskRecord
@@ -58,6 +60,18 @@ def test_claim_batch_is_one_statement_in_priority_then_fifo_order():
     assert [c.attempts for c in claimed] == [1, 1]
     rows = dict(TaskRecord.objects.values_list("id", "status"))
     assert rows == {first: "running", second: "running", low: "pending"}
+
+
+def test_a_claim_never_starts_a_task_before_it_was_created():
+    """A claim reads its clock before its statement runs; on SQLite it may then wait for the write
+    lock while an enqueue commits a row created after that reading. Started stays >= created."""
+    task_id = enqueue("noop")
+    later = timezone.now() + timedelta(seconds=5)
+    TaskRecord.objects.filter(id=task_id).update(created_at=later)
+    store.claim_batch("w1", ["default"], 1)
+    record = TaskRecord.objects.get(id=task_id)
+    assert record.started_at is not None
+    assert record.started_at >= record.created_at
 
 
 def test_claim_batch_only_takes_the_named_queues():

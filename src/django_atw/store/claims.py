@@ -42,8 +42,12 @@ def claim_batch(worker_id: str, queues: Sequence[str], limit: int) -> list[Claim
         f"AND EXISTS (SELECT 1 FROM {WORKER_TABLE} WHERE id = %s AND stopped_at IS NULL) "
         "ORDER BY priority, created_at LIMIT %s"
     )
+    # Never started before created: ``now`` is read before the statement runs, and a row committed
+    # after that reading (SQLite: while the claim waits for the write lock) is still claimable.
+    postgres = is_postgres()
+    started = "GREATEST(created_at, %s)" if postgres else "MAX(created_at, %s)"
     assign = (
-        "SET status = 'running', worker_id = %s, started_at = %s, updated_at = %s, "
+        f"SET status = 'running', worker_id = %s, started_at = {started}, updated_at = %s, "
         "attempts = attempts + 1, progress = 0"
     )
     columns = (
@@ -51,7 +55,6 @@ def claim_batch(worker_id: str, queues: Sequence[str], limit: int) -> list[Claim
         "cache_key", "cache_ttl",
     )  # fmt: skip
     params: list[str | int | datetime]
-    postgres = is_postgres()
     if postgres:
         # A CTE, not "id IN (subquery)": PostgreSQL may re-run a LIMIT ... SKIP LOCKED subquery
         # inside a semi-join and return more rows than the limit. A locking CTE runs once.
