@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.db import connection
+from django.db.models import BooleanField
+from django.db.models.expressions import RawSQL
 
 from ..models import TaskRecord, WorkerProcess
 from ..status import TaskStatus
@@ -72,3 +74,16 @@ def appended_attempt(row: str, finished_at: str, error_type: str, error: str, tr
     if is_postgres():
         return f"{row}attempt_log || jsonb_build_array(jsonb_build_object({fields}))"
     return f"json_insert({row}attempt_log, '$[#]', json_object({fields}))"
+
+
+def id_in(ids: Sequence[str], column: str = "id") -> RawSQL:
+    """A filter for ``column IN ids`` that passes the ids as one parameter, for ``.filter()``.
+
+    ``id__in`` binds one parameter per id: psycopg's client-side binding then parses a
+    statement that grows with the list (11 ms for 500 ids, measured: a short-poll wait on a
+    backlog spent the worker's database thread on it), and SQLite caps the parameter count.
+    One array (PostgreSQL) or one JSON document (SQLite) keeps the statement constant.
+    """
+    if is_postgres():
+        return RawSQL(f"{column} = ANY(%s::text[])", (list(ids),), output_field=BooleanField())
+    return RawSQL(f"{column} IN (SELECT value FROM json_each(%s))", (json.dumps(list(ids)),), BooleanField())

@@ -21,7 +21,16 @@ from ..exceptions import DuplicateTaskIdError
 from ..models import TaskRecord, new_task_id
 from ..status import TaskStatus
 from ..values import NewTask
-from ._vendor import CANCEL_CHANNEL, FINISHED, TABLE, TASK_ADDED_CHANNEL, is_postgres, notify, placeholders
+from ._vendor import (
+    CANCEL_CHANNEL,
+    FINISHED,
+    TABLE,
+    TASK_ADDED_CHANNEL,
+    id_in,
+    is_postgres,
+    notify,
+    placeholders,
+)
 
 # Rows deleted per statement by retention cleanup: small enough that no statement holds
 # SQLite's write lock for long, large enough that cleanup of a busy day takes few round trips.
@@ -283,7 +292,7 @@ def cancel_requested_among(worker_id: str, task_ids: Iterable[str]) -> list[str]
         return []
     return list(
         TaskRecord.objects.filter(
-            id__in=ids, worker_id=worker_id, status=TaskStatus.RUNNING.value, cancel_requested=True
+            id_in(ids), worker_id=worker_id, status=TaskStatus.RUNNING.value, cancel_requested=True
         ).values_list("id", flat=True)
     )
 
