@@ -3,8 +3,11 @@
 import asyncio
 
 import pytest
+from asgiref.sync import sync_to_async
 
-from django_atw import TaskStatus, aenqueue
+from django_atw import TaskStatus, aenqueue, aenqueue_many, cancel_task, enqueue, store
+from django_atw.engine import housekeeping
+from django_atw.engine.futures import TaskFutureManager
 from django_atw.exceptions import TaskCancellationError, TaskError, TaskExecutionError
 from tests.sampleapp import tasks
 
@@ -58,6 +61,31 @@ async def test_a_future_resolves_for_a_task_finished_by_another_worker(make_work
     tasks.gate("remote").set()
     async with asyncio.timeout(10):
         assert await future == "remote"
+
+
+async def test_awaiting_a_long_list_reads_a_bounded_share_per_poll_and_still_sees_every_outcome(
+    make_worker, monkeypatch
+):
+    """Every poll used to read every awaited task running elsewhere: a short-poll wait on a
+    backlog cost the worker a read that grew with the list. Now each poll reads a share, and
+    the shares go round the whole list, so an outcome stored elsewhere is still noticed."""
+    observer = await make_worker(queues=["elsewhere"], worker_poll_interval=0.02)
+    ids = await aenqueue_many(tasks.noop, [() for _ in range(1_000)])  # no worker serves them
+    read_sizes: list[int] = []
+    finished_among = store.finished_among
+
+    def counted(task_ids):
+        read_sizes.append(len(task_ids))
+        return finished_among(task_ids)
+
+    monkeypatch.setattr(store, "finished_among", counted)
+    futures = await observer.get_task_futures(ids)
+    assert await sync_to_async(cancel_task)(ids[-1])  # stored by "another process"
+    async with asyncio.timeout(10):
+        with pytest.raises(TaskCancellationError):
+            await futures[-1]
+    assert read_sizes and max(read_sizes) <= housekeeping.CHECK_AT_ONCE < len(ids)
+    assert not any(future.done() for future in futures[:-1])
 
 
 async def test_a_cancelled_task_future_raises_cancelled_error_and_task_error(worker):
@@ -121,3 +149,23 @@ async def test_wait_for_any_task_timeout_and_empty_list(worker):
         await worker.wait_for_any_task([])
     tasks.gate("any-timeout").set()
     assert await worker.wait_for_any_task([slow], timeout=10) == ("any-timeout", slow)
+
+
+async def test_next_to_check_goes_round_the_watched_ids_skipping_running_and_given_up_ones():
+    manager = TaskFutureManager()
+    for task_id in "abcdef":
+        manager.get(task_id)
+    manager.get("e").cancel()  # a caller gave up on it
+    assert manager.next_to_check(2, skip={"a"}) == ["b", "c"]
+    assert manager.next_to_check(2, skip={"a"}) == ["d", "f"]  # "e" is forgotten on the way
+    assert manager.next_to_check(2, skip={"a"}) == ["b", "c"]
+    assert len(manager) == 5
+
+
+def test_watch_states_tells_known_ids_and_reads_only_finished_ones_in_full(db):
+    pending, done = enqueue("noop"), enqueue("noop")
+    cancel_task(done)
+    known, finished = store.watch_states([pending, done, "unknown"])
+    assert known == {pending, done}
+    assert list(finished) == [done]
+    assert finished[done].status is TaskStatus.CANCELLED

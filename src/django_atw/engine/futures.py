@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Container, Sequence
 from typing import Any
 
 from ..exceptions import TaskCancellationError, TaskError, TaskExecutionError, TaskTimeoutError
@@ -37,7 +37,8 @@ class TaskFutureManager:
     """
 
     def __init__(self) -> None:
-        self._futures: dict[str, asyncio.Future[Any]] = {}
+        # Ordered by when each was last checked for an outcome stored elsewhere (next_to_check).
+        self._futures: OrderedDict[str, asyncio.Future[Any]] = OrderedDict()
         self._kept: OrderedDict[str, str] = OrderedDict()
 
     def get(self, task_id: str) -> asyncio.Future[Any]:
@@ -58,6 +59,34 @@ class TaskFutureManager:
     def watched(self) -> list[str]:
         """Return the ids of tasks whose futures are still pending."""
         return [task_id for task_id, future in self._futures.items() if not future.done()]
+
+    def __len__(self) -> int:
+        return len(self._futures)
+
+    def next_to_check(self, count: int, skip: Container[str]) -> list[str]:
+        """Return up to ``count`` watched ids not in ``skip``, those checked longest ago first.
+
+        Each call moves what it returns (and what it skipped) to the back, so successive calls
+        go round all watched ids; a call costs what it returns plus the skipped ids (tasks
+        running here), never the whole watch list. Futures given up on are forgotten on the way.
+        """
+        picked: list[str] = []
+        passed: list[str] = []
+        given_up: list[str] = []
+        for task_id, future in self._futures.items():
+            if len(picked) >= count:
+                break
+            if future.done():
+                given_up.append(task_id)
+            elif task_id in skip:
+                passed.append(task_id)
+            else:
+                picked.append(task_id)
+        for task_id in given_up:
+            del self._futures[task_id]
+        for task_id in (*passed, *picked):
+            self._futures.move_to_end(task_id)
+        return picked
 
     def has(self, task_id: str) -> bool:
         return task_id in self._futures or task_id in self._kept
@@ -91,26 +120,28 @@ class TaskFutureManager:
             self.set_exception(info.id, error_for(info.id, info.status, info.error, info.error_type))
 
     async def futures_for(
-        self, task_ids: Sequence[str], read: Callable[[list[str]], Awaitable[dict[str, TaskInfo]]]
+        self,
+        task_ids: Sequence[str],
+        read: Callable[[list[str]], Awaitable[tuple[set[str], dict[str, TaskInfo]]]],
     ) -> list[asyncio.Future[Any]]:
-        """Return futures for ``task_ids`` in order; ``read`` fetches the tasks not watched yet.
+        """Return futures for ``task_ids`` in order; ``read`` looks up the tasks not watched yet.
 
-        Futures are registered before the read, so an outcome committed in between still
-        resolves them; a task already finished resolves at once. Raises ``KeyError`` for an
-        unknown id.
+        ``read`` returns the ids that exist and the stored state of those finished (see
+        ``store.watch_states``). Futures are registered before the read, so an outcome committed
+        in between still resolves them; a task already finished resolves at once. Raises
+        ``KeyError`` for an unknown id.
         """
         fresh = [task_id for task_id in dict.fromkeys(task_ids) if not self.has(task_id)]
         futures = [self.get(task_id) for task_id in task_ids]
         if fresh:
-            infos = await read(fresh)
-            missing = [task_id for task_id in fresh if task_id not in infos]
+            known, finished = await read(fresh)
+            missing = [task_id for task_id in fresh if task_id not in known]
             for task_id in missing:
                 self.set_exception(task_id, KeyError(task_id))
             if missing:
                 raise KeyError(f"Task {missing[0]} not found")
-            for info in infos.values():
-                if info.status.is_terminal:
-                    self.resolve_from_info(info)
+            for info in finished.values():
+                self.resolve_from_info(info)
         return futures
 
     def resolve_committed(self, outcomes: Sequence[Outcome]) -> None:
@@ -128,7 +159,7 @@ class TaskFutureManager:
 
     def cancel_all(self) -> None:
         """Cancel every pending future (the worker is stopping; the tasks stay stored)."""
-        futures, self._futures = self._futures, {}
+        futures, self._futures = self._futures, OrderedDict()
         self._kept.clear()
         for future in futures.values():
             future.cancel()

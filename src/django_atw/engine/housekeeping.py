@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +28,11 @@ HEARTBEAT_INTERVAL = 5.0
 # than ATW["WORKER_RETENTION"] ago; any live worker prunes. A backlog larger than one batch
 # goes one batch per heartbeat until it is gone.
 PRUNE_INTERVAL = 600.0
+# Awaited tasks running elsewhere: a poll reads up to CHECK_AT_ONCE of them, or more when
+# needed for every one to be read once per FULL_CHECK seconds. Short polls with many tasks
+# awaited (``wait_for_tasks`` on a whole backlog) otherwise read the whole list at every poll.
+CHECK_AT_ONCE = 100
+FULL_CHECK = 2.0
 
 
 class Housekeeper:
@@ -155,9 +161,20 @@ class Housekeeper:
         cutoff = timezone.now() - timedelta(seconds=get_settings().WORKER_RETENTION)
         return await self._lease_db.run(store.prune_workers, cutoff)
 
+    def check_size(self) -> int:
+        """How many awaited tasks one poll reads: all of them while that is cheap, else a share.
+
+        The share goes round every awaited task once per ``FULL_CHECK`` seconds (or per poll,
+        when polls are further apart), so a long ``wait_for_tasks`` costs the worker a bounded
+        read per poll, not one that grows with every task awaited (see ``TaskFutureManager
+        .next_to_check``). Tasks running in this process resolve without any read.
+        """
+        share = math.ceil(len(self._futures) * self._poll_interval / FULL_CHECK)
+        return max(CHECK_AT_ONCE, share)
+
     async def _poll_once(self) -> None:
         running = self._pool.running
-        remote = [task_id for task_id in self._futures.watched() if task_id not in running]
+        remote = self._futures.next_to_check(self.check_size(), skip=running)
         if remote:
             for info in (await self._db.run(store.finished_among, remote)).values():
                 self._futures.resolve_from_info(info)

@@ -394,7 +394,7 @@ class AsyncTaskWorker:
 
     async def get_task_futures(self, task_ids: Sequence[str]) -> list[asyncio.Future[Any]]:
         """Return futures for several tasks, in order, reading the database once for all of them."""
-        return await self._futures.futures_for(task_ids, lambda fresh: self._read(store.get_tasks, fresh))
+        return await self._futures.futures_for(task_ids, lambda fresh: self._read(store.watch_states, fresh))
 
     async def wait_for_tasks(self, task_ids: Sequence[str], timeout: float | None = None) -> list[Any]:
         """Wait for all tasks and return their results in order.

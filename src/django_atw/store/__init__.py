@@ -40,6 +40,7 @@ from .reads import (
     list_tasks_page,
     newest_event_rows,
     read_health,
+    watch_states,
 )
 from .schedules import advance, claim_ticks, get_schedule, list_schedules, prune_ticks, sync_code_schedules
 from .tasks import (
@@ -123,5 +124,6 @@ __all__ = [
     "register_worker",
     "release",
     "sync_code_schedules",
+    "watch_states",
     "write_batch",
 ]

@@ -14,7 +14,7 @@ from django.utils.dateparse import parse_datetime
 from ..models import TaskRecord, WorkerProcess
 from ..status import TaskInfo, TaskStatus
 from ..values import FailedAttempt, Health, PageFilters, TaskHistory
-from ._vendor import FINISHED
+from ._vendor import FINISHED, id_in
 
 # --- reading --------------------------------------------------------------------------------
 
@@ -87,7 +87,7 @@ def _logged_time(value: Any) -> datetime | None:
 
 def get_tasks(task_ids: Iterable[str]) -> dict[str, TaskInfo]:
     """Return the stored state of the named tasks that exist, by id."""
-    rows = TaskRecord.objects.filter(id__in=list(task_ids)).values(*_INFO_FIELDS)
+    rows = TaskRecord.objects.filter(id_in(list(task_ids))).values(*_INFO_FIELDS)
     return {row["id"]: _info(row) for row in rows}
 
 
@@ -107,9 +107,21 @@ def list_tasks(
     return [_info(row) for row in qs.values(*_INFO_FIELDS)]
 
 
+def watch_states(task_ids: Iterable[str]) -> tuple[set[str], dict[str, TaskInfo]]:
+    """Return which of the named tasks exist, and the stored state of those that have finished.
+
+    For futures: reading only id and status of every task, then the whole state of the few
+    finished ones, costs a fraction of reading the whole state of a long list (``wait_for_tasks``
+    on a backlog) whose tasks mostly have not run yet.
+    """
+    statuses = dict(TaskRecord.objects.filter(id_in(list(task_ids))).values_list("id", "status"))
+    finished = [task_id for task_id, status in statuses.items() if status in FINISHED]
+    return set(statuses), finished_among(finished) if finished else {}
+
+
 def finished_among(task_ids: Iterable[str]) -> dict[str, TaskInfo]:
     """Return the named tasks that have finished (completed, failed or cancelled), by id."""
-    rows = TaskRecord.objects.filter(id__in=list(task_ids), status__in=FINISHED).values(*_INFO_FIELDS)
+    rows = TaskRecord.objects.filter(id_in(list(task_ids)), status__in=FINISHED).values(*_INFO_FIELDS)
     return {row["id"]: _info(row) for row in rows}
 
 
