@@ -32,6 +32,8 @@ from .workloads import DRAIN_WORKERS, Sizes
 UNFINISHED = [TaskStatus.PENDING.value, TaskStatus.RUNNING.value]
 # How often the drain checks, once every task has run, that all outcomes are stored.
 STORED_POLL = 0.002
+# W1d's worker poll interval: what the original library's own tests use.
+WAITED_POLL = 0.01
 
 
 def clear_tasks() -> None:
@@ -101,9 +103,11 @@ class ThreadProfiles:
     @staticmethod
     def database_threads(worker: AsyncTaskWorker) -> list[tuple[str, DatabaseThread]]:
         found: dict[int, tuple[str, DatabaseThread]] = {}
-        for name, value in vars(worker).items():
-            if isinstance(value, DatabaseThread):
-                found.setdefault(id(value), (name, value))
+        runtime = getattr(worker, "_runtime", None)  # the engine's running parts, while started
+        for owner in (worker, runtime) if runtime is not None else (worker,):
+            for name, value in vars(owner).items():
+                if isinstance(value, DatabaseThread):
+                    found.setdefault(id(value), (name, value))
         return list(found.values())
 
     async def attach(self, worker: AsyncTaskWorker) -> None:
@@ -178,6 +182,38 @@ def drain_rate(sizes: Sizes, max_workers: int) -> dict[str, float]:
     return metrics
 
 
+async def _drain_waited(sizes: Sizes, wait: bool) -> float:
+    """Drain ``sizes.waited`` stored tasks on a worker polling every ``WAITED_POLL`` seconds;
+    with ``wait``, a caller awaits all of them with ``wait_for_tasks``. Returns the wall time."""
+    ids = await sync_to_async(enqueue_many)(noop, [() for _ in range(sizes.waited)])
+    DRAIN.reset(sizes.waited)
+    worker = AsyncTaskWorker(max_workers=100, worker_poll_interval=WAITED_POLL)
+    started = perf_counter()
+    await worker.start()
+    try:
+        async with asyncio.timeout(sizes.limit):
+            if wait:
+                await worker.wait_for_tasks(ids)
+            else:
+                await DRAIN.all_done.wait()
+                await _wait_until_stored()
+        return perf_counter() - started
+    finally:
+        await worker.stop()
+        await sync_to_async(connections.close_all)()
+
+
+def drain_waited(sizes: Sizes) -> dict[str, float]:
+    """W1d: the drain of ``sizes.waited`` tasks while ``wait_for_tasks`` awaits them all, beside
+    the same drain unwatched (both with the short poll interval the original's tests use)."""
+    clear_tasks()
+    alone = sizes.waited / asyncio.run(_drain_waited(sizes, wait=False))
+    clear_tasks()
+    waited = sizes.waited / asyncio.run(_drain_waited(sizes, wait=True))
+    clear_tasks()
+    return {"drain_unwatched": alone, "drain_waited": waited}
+
+
 async def _end_to_end(sizes: Sizes) -> dict[str, float]:
     async with AsyncTaskWorker() as worker:
         elapsed = await workloads.end_to_end(worker, sizes)
@@ -216,6 +252,7 @@ def steps(sizes: Sizes) -> list[tuple[str, Callable[[], dict[str, float]]]]:
     return [
         ("enqueue", functools.partial(enqueue_rates, sizes)),
         *[(f"drain_{mw}", functools.partial(drain_rate, sizes, mw)) for mw in DRAIN_WORKERS],
+        ("drain_waited", functools.partial(drain_waited, sizes)),
         ("e2e", _on_empty_table(_end_to_end, sizes)),
         ("latency", _on_empty_table(_latency, sizes)),
         ("sleepers", _on_empty_table(_sleepers, sizes)),

@@ -23,6 +23,7 @@ class Sizes:
     enqueue_one: int = 2_000  # W1a: tasks added one call at a time
     enqueue_bulk: int = 5_000  # W1a: tasks added in one bulk call
     drain: int = 5_000  # W1b: tasks waiting before the worker starts
+    waited: int = 20_000  # W1d: tasks drained while wait_for_tasks awaits them all
     end_to_end: int = 2_000  # W1c: tasks added one by one to a running worker
     latency: int = 200  # W2: tasks added one at a time to an idle worker
     sleepers: int = 1_000  # W3: tasks that sleep
@@ -42,6 +43,7 @@ QUICK = Sizes(
     enqueue_one=200,
     enqueue_bulk=500,
     drain=500,
+    waited=1_000,
     end_to_end=200,
     latency=30,
     sleepers=200,
