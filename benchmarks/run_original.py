@@ -72,6 +72,22 @@ async def drain_rate(sizes: Sizes, max_workers: int) -> dict[str, float]:
     }
 
 
+async def drain_waited(sizes: Sizes) -> dict[str, float]:
+    """W1d: ``sizes.waited`` tasks added in a loop, then ``wait_for_tasks`` on all of them, with
+    the poll interval the library's own tests use; timed from the first add."""
+    worker = AsyncTaskWorker(max_workers=100, worker_poll_interval=0.01)
+    await worker.start()
+    try:
+        await workloads.warm_up(worker, sizes.warmup, sizes.limit)
+        started = perf_counter()
+        ids = [await worker.add_task(noop) for _ in range(sizes.waited)]
+        await worker.wait_for_tasks(ids, timeout=sizes.limit)
+        elapsed = perf_counter() - started
+    finally:
+        await worker.stop()
+    return {"drain_waited": sizes.waited / elapsed}
+
+
 async def end_to_end_rate(sizes: Sizes) -> dict[str, float]:
     """W1c on a worker with the default ``max_workers`` (10)."""
     async with _worker() as worker:
@@ -109,6 +125,7 @@ def steps(sizes: Sizes) -> list[tuple[str, Callable[[], dict[str, float]]]]:
     return [
         ("enqueue", _in_loop(enqueue_rate, sizes)),
         *[(f"drain_{mw}", _in_loop(drain_rate, sizes, mw)) for mw in DRAIN_WORKERS],
+        ("drain_waited", _in_loop(drain_waited, sizes)),
         ("e2e", _in_loop(end_to_end_rate, sizes)),
         ("latency", _in_loop(latency, sizes)),
         ("sleepers", _in_loop(sleepers, sizes)),
