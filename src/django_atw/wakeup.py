@@ -3,11 +3,12 @@
 In-process: ``notify`` and ``notify_cancel`` call the listening workers' callbacks on their
 loops, from any thread. Across processes on PostgreSQL, ``store`` NOTIFYs in the statement
 that adds or releases tasks (and on a cancel request), and each worker's ``PostgresListener``
-LISTENs on its own connection. On other databases, when a channel layer that crosses
-processes (Redis) is configured, ``broadcast``/``abroadcast`` send a message to the group
-``WAKEUP_GROUP`` (named in ``realtime.groups``) and each worker's ``ChannelLayerListener``
-receives it. Polling at the worker's poll interval stays the fallback: a lost wake-up only
-delays a task, never loses it.
+LISTENs on its own connection. On SQLite, when a channel layer that crosses processes (Redis)
+is configured, ``broadcast``/``abroadcast`` send a message to the group ``WAKEUP_GROUP``
+(named in ``realtime.groups``) and each worker's ``ChannelLayerListener`` receives it; without
+one, they ring the ``doorbell`` (a Unix datagram per worker on the same machine) and each
+worker's ``DoorbellListener`` reads it. Polling at the worker's poll interval stays the
+fallback: a lost wake-up only delays a task, never loses it.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import threading
 import weakref
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.db import connections
 
+from . import doorbell
 from .realtime.groups import CANCEL_REQUESTED, TASKS_ADDED, WAKEUP_GROUP
 from .store import CANCEL_CHANNEL, TASK_ADDED_CHANNEL
 
@@ -237,11 +241,13 @@ def remote_layer() -> Any:
 async def abroadcast(*, queues: Iterable[str] = (), cancel: str | None = None) -> None:
     """Tell workers in other processes, over the channel layer, about added tasks or a cancel.
 
-    Does nothing where ``remote_layer`` is None. Never raises: the task is stored already and
-    the workers' polling finds it; a failure is logged.
+    Where ``remote_layer`` is None, rings the doorbell instead (SQLite; nothing on PostgreSQL,
+    whose statements NOTIFY). Never raises: the task is stored already and the workers'
+    polling finds it; a failure is logged.
     """
     layer = remote_layer()
     if layer is None:
+        doorbell.ring(queues=queues, cancel=cancel)  # SQLite without a layer: same machine
         return
     if cancel is not None:
         message: dict[str, Any] = {"type": CANCEL_REQUESTED, "task_id": cancel}
@@ -260,6 +266,8 @@ def broadcast(*, queues: Iterable[str] = (), cancel: str | None = None) -> None:
     """Sync version of ``abroadcast`` (for ``enqueue`` and ``cancel_task`` in sync code)."""
     if remote_layer() is not None:
         async_to_sync(abroadcast)(queues=list(queues), cancel=cancel)
+    else:
+        doorbell.ring(queues=queues, cancel=cancel)
 
 
 class ChannelLayerListener(_ReconnectingListener):
@@ -299,6 +307,54 @@ class ChannelLayerListener(_ReconnectingListener):
                     self._wake()
             elif message.get("type") == CANCEL_REQUESTED:
                 self._cancel(str(message.get("task_id")))
+
+
+class DoorbellListener(_ReconnectingListener):
+    """Receive rings on this worker's doorbell socket (SQLite without a channel layer).
+
+    See ``doorbell``: processes on the same machine send a datagram per added batch or cancel.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        queues: Iterable[str],
+        wake: Callable[[], None],
+        cancel: Callable[[str], object],
+        where: Path,
+    ) -> None:
+        super().__init__(name, queues, wake, cancel)
+        self._where = where
+
+    async def _session(self, ready: Callable[[], None]) -> None:
+        loop = asyncio.get_running_loop()
+        sock = doorbell.bind(self._where)
+        closed = loop.create_future()
+        try:
+            loop.add_reader(sock.fileno(), self._read, sock)
+            ready()
+            await closed  # rings arrive through the reader until the worker stops
+        finally:
+            loop.remove_reader(sock.fileno())
+            doorbell.unbind(sock)
+
+    def _read(self, sock: socket.socket) -> None:
+        woken = False
+        while True:
+            try:
+                datagram = sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            queues, cancels = doorbell.parse(datagram)
+            woken = woken or bool(self._queues & queues)
+            for task_id in cancels:
+                self._cancel(task_id)
+        if woken:
+            self._wake()
+
+
+# The cross-process listener a worker runs, by database and settings.
+Listener = PostgresListener | ChannelLayerListener | DoorbellListener
 
 
 def _brief(exc: BaseException) -> str:

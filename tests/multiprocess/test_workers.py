@@ -6,6 +6,8 @@ two-worker test. Waits are on rows and output lines; timeouts only turn hangs in
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
 import time
 from collections import Counter
@@ -13,7 +15,15 @@ from collections import Counter
 import pytest
 from django.db import connection
 
-from django_atw import TaskStatus, acancel_task, aenqueue, aenqueue_many, aget_all_tasks, aget_task_info
+from django_atw import (
+    TaskStatus,
+    acancel_task,
+    aenqueue,
+    aenqueue_many,
+    aget_all_tasks,
+    aget_task_info,
+    doorbell,
+)
 from tests.conftest import wait_until
 from tests.multiprocess.conftest import needs_postgres, read_runs
 
@@ -119,6 +129,30 @@ async def test_two_workers_on_sqlite_never_run_a_task_twice(start_worker):
         assert await worker.wait(timeout=120) == 0, worker.output
     runs = await read_runs()
     assert Counter(label for label, *_ in runs) == Counter(f"q{i}" for i in range(300))
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL wakes other processes with NOTIFY")
+async def test_on_sqlite_the_doorbell_wakes_an_idle_worker_in_another_process_and_carries_cancels(
+    start_worker,
+):
+    # Polls ten minutes apart: only a ring can start the task, or stop it, within the waits.
+    worker = await start_worker("--poll-interval", "600")
+    await wait_until(lambda: asyncio.to_thread(_bound_sockets), lambda found: found, timeout=30)
+    task_id = await aenqueue(LOGGED, "rung", 600.0)
+    await wait_until(read_runs, lambda runs: len(runs) == 1, timeout=30)
+    assert await acancel_task(task_id)
+    info = await wait_until(lambda: aget_task_info(task_id), lambda i: i.status.is_terminal, timeout=30)
+    assert info.status == TaskStatus.CANCELLED
+    assert "outcome=cancelled" in await worker.wait_for(f"task finished id={task_id}")
+
+
+def _bound_sockets() -> list[str]:
+    """The doorbell sockets of workers in other processes on the test database."""
+    where = doorbell.folder()
+    assert where is not None
+    mine = f"{os.getpid()}-"
+    names = os.listdir(where) if where.exists() else []
+    return [name for name in names if name.endswith(doorbell.SUFFIX) and not name.startswith(mine)]
 
 
 async def test_a_second_signal_exits_at_once_leaving_the_task_to_lease_recovery(start_worker):

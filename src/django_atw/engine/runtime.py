@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connection
 
-from .. import store, wakeup
+from .. import doorbell, store, wakeup
 from ..conf import get_settings
 from ..realtime.publisher import EventPublisher
 from ..store.thread import DatabaseThread
@@ -64,7 +64,9 @@ class Runtime:
         self.pool: WorkerPool | None = None
         self.housekeeper: Housekeeper | None = None
         self.scheduler: Scheduler | None = None
-        self.listener: wakeup.PostgresListener | wakeup.ChannelLayerListener | None = None
+        self.listener: (
+            wakeup.PostgresListener | wakeup.ChannelLayerListener | wakeup.DoorbellListener | None
+        ) = None
         self.failure: BaseException | None = None
         self.failed = asyncio.Event()
         self._stack = contextlib.AsyncExitStack()
@@ -161,6 +163,10 @@ class Runtime:
         elif wakeup.remote_layer() is not None:
             self.listener = wakeup.ChannelLayerListener(
                 self.worker_id, self.worker.queues, pool.wake, pool.cancel
+            )
+        elif (bell := doorbell.folder()) is not None:
+            self.listener = wakeup.DoorbellListener(
+                self.worker_id, self.worker.queues, pool.wake, pool.cancel, bell
             )
         if self.listener is not None:
             self.listener.start()
