@@ -31,8 +31,9 @@ command, medians, ratios to the original library, the issue's targets) goes to `
 (for ``--quick``, only when ``--output`` is given). ``--quick`` uses small sizes, for a smoke run.
 
 ``--suite scale`` runs ``benchmarks/scale.py`` instead: ``manage.py atw_worker`` processes on
-PostgreSQL against Huey, Celery and procrastinate workers (drain with 1 and 2 worker processes,
-wake-up latency across processes); its section of the report is replaced in place, or appended.
+PostgreSQL (and on SQLite) against Huey, Celery and procrastinate workers (drain with 1 and 2
+worker processes, wake-up latency across processes); its section of the report is replaced in
+place, or appended.
 
 ``--profile`` runs the drain once in this process under cProfile (the event loop thread and each
 of the worker's database threads) and prints the top 30 functions by cumulative and by own time.
@@ -69,7 +70,7 @@ from benchmarks.workloads import FULL, QUICK, Sizes  # noqa: E402
 DATABASES = ("sqlite", "postgres")
 # The scale suite's systems: the keys of scale_systems.SYSTEMS, named here so that parsing the
 # command line imports no peer library.
-SYSTEMS = ("atw", "huey", "celery", "celery-threads", "procrastinate")
+SYSTEMS = ("atw", "atw-sqlite", "huey", "celery", "celery-threads", "procrastinate")
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
 CHILD_TIMEOUT = 3600.0
 

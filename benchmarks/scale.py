@@ -158,12 +158,13 @@ def wakeup(system: System, sizes: ScaleSizes, logs: Path) -> dict[str, float]:
 def prepared_system(name: str, postgres_url: str, redis_url: str) -> Iterator[System]:
     """The system ready to run workloads: django-atw on a fresh PostgreSQL database, peers on theirs."""
     system_class = SYSTEMS[name]
-    if name != "atw":
+    if not name.startswith("atw"):
         system = system_class(redis_url, postgres_url)
         with system.prepared():
             yield system
         return
-    with databases.fresh_database("postgres", postgres_url) as environment:
+    kind = "sqlite" if name == "atw-sqlite" else "postgres"
+    with databases.fresh_database(kind, postgres_url) as environment:
         databases.setup_django(environment)
         system = system_class(redis_url, postgres_url)
         with system.prepared():

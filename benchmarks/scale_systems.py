@@ -195,6 +195,23 @@ class Atw(System):
         enqueue(scale_tasks.atw_probe, token)
 
 
+class AtwSqlite(Atw):
+    """django-atw on SQLite (a file in the child's temporary folder), no channel layer: worker
+    processes on one machine, woken by the doorbell."""
+
+    name = "atw-sqlite"
+    label = "django-atw (SQLite)"
+    marks = "atw"  # the tasks of scale_tasks mark under this name
+
+    def worker_environment(self) -> dict[str, str]:
+        names = ("DJANGO_SETTINGS_MODULE", "ATW_BENCH_DB", "ATW_BENCH_SQLITE_PATH")
+        return {**System.worker_environment(self), **{name: os.environ[name] for name in names}}
+
+    @classmethod
+    def describe(cls) -> str:
+        return f"as django-atw, on a SQLite file (WAL) and no channel layer: {Atw.describe()}"
+
+
 # --- Huey ----------------------------------------------------------------------------------------
 
 
@@ -439,5 +456,5 @@ class Procrastinate(System):
 
 
 SYSTEMS: dict[str, type[System]] = {
-    system.name: system for system in (Atw, Huey, Celery, CeleryThreads, Procrastinate)
+    system.name: system for system in (Atw, AtwSqlite, Huey, Celery, CeleryThreads, Procrastinate)
 }
