@@ -74,6 +74,19 @@ def test_a_claim_never_starts_a_task_before_it_was_created():
     assert record.started_at >= record.created_at
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL commit setting")
+def test_a_claim_on_postgresql_commits_without_waiting_for_the_wal_flush_in_its_one_round_trip():
+    task_id = enqueue("noop")
+    with CaptureQueriesContext(connection) as captured:
+        assert [c.id for c in store.claim_batch("w1", ["default"], 5)] == [task_id]
+    (sql,) = [q["sql"] for q in captured.captured_queries]
+    assert sql.startswith("SET LOCAL synchronous_commit TO OFF; ")
+    # SET LOCAL lasted for the claim's own transaction only.
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone() == ("on",)
+
+
 def test_claim_batch_only_takes_the_named_queues():
     enqueue("noop", queue="mail")
     other = enqueue("noop", queue="reports")

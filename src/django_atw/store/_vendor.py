@@ -87,3 +87,20 @@ def id_in(ids: Sequence[str], column: str = "id") -> RawSQL:
     if is_postgres():
         return RawSQL(f"{column} = ANY(%s::text[])", (list(ids),), output_field=BooleanField())
     return RawSQL(f"{column} IN (SELECT value FROM json_each(%s))", (json.dumps(list(ids)),), BooleanField())
+
+
+def no_flush_wait() -> str:
+    """``SET LOCAL synchronous_commit TO OFF; `` to prefix a statement whose commit need not wait
+    for the WAL flush, or ``""`` where one execute cannot carry two statements.
+
+    psycopg 3 with client-side binding (Django's default) sends the string as one simple query,
+    one implicit transaction; server-side binding and psycopg2 cannot (or cannot return the
+    second statement's rows), so those keep the waiting commit.
+    """
+    if not is_postgres():
+        return ""
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    if not is_psycopg3 or connection.settings_dict.get("OPTIONS", {}).get("server_side_binding"):
+        return ""
+    return "SET LOCAL synchronous_commit TO OFF; "
