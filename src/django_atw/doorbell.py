@@ -13,13 +13,17 @@ the user (mode 0700): processes of another user are not rung, and poll.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import hashlib
 import itertools
 import logging
 import os
 import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -44,7 +48,11 @@ def folder(alias: str = "default") -> Path | None:
     conn = connections[alias]
     if conn.vendor != "sqlite":
         return None
-    name = str(conn.settings_dict["NAME"])
+    return _folder_of(str(conn.settings_dict["NAME"]))
+
+
+@functools.lru_cache(maxsize=32)
+def _folder_of(name: str) -> Path | None:
     if not name or name == ":memory:" or "mode=memory" in name:
         return None
     digest = hashlib.sha256(os.path.realpath(name).encode()).hexdigest()[:16]
@@ -88,27 +96,61 @@ def ring(*, queues: Iterable[str] = (), cancel: str | None = None, alias: str = 
         lines.append(f"{CANCEL} {cancel}")
     if not lines:
         return
+    targets = _others(where)
+    if not targets:
+        return
     message = "\n".join(lines).encode()
+    for path in targets:
+        try:
+            _sender().sendto(message, path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            with contextlib.suppress(OSError):
+                os.unlink(path)  # its worker is gone
+        except OSError:
+            pass  # its queue is full: it has rings to read already
+
+
+# The sockets of other processes' workers, by folder: (folder mtime, when listed, paths). A ring
+# costs one stat while no worker starts or stops. File times tick coarsely (a few ms), so a
+# listing is also renewed after LISTING_AGE seconds: a worker that bound within the tick of
+# the last listing is rung after at most that long (it polls meanwhile).
+LISTING_AGE = 1.0
+_listed: dict[Path, tuple[int, float, list[str]]] = {}
+_sender_lock = threading.Lock()
+_sender_socket: socket.socket | None = None
+
+
+def _others(where: Path) -> list[str]:
+    try:
+        changed = os.stat(where).st_mtime_ns
+    except OSError:
+        return []  # no worker has bound yet (or the folder is not ours)
+    now = time.monotonic()
+    known = _listed.get(where)
+    if known is not None and known[0] == changed and now - known[1] < LISTING_AGE:
+        return known[2]
     own = f"{os.getpid()}-"
     try:
-        entries = [entry for entry in os.scandir(where) if entry.name.endswith(SUFFIX)]
+        paths = [
+            entry.path
+            for entry in os.scandir(where)
+            if entry.name.endswith(SUFFIX) and not entry.name.startswith(own)  # own: woken in memory
+        ]
     except OSError:
-        return  # no worker has bound yet (or the folder is not ours)
-    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        sender.setblocking(False)
-        for entry in entries:
-            if entry.name.startswith(own):
-                continue  # this process's workers are woken in memory
-            try:
-                sender.sendto(message, entry.path)
-            except (ConnectionRefusedError, FileNotFoundError):
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)  # its worker is gone
-            except OSError:
-                pass  # its queue is full: it has rings to read already
-    finally:
-        sender.close()
+        return []
+    _listed[where] = (changed, now, paths)
+    return paths
+
+
+def _sender() -> socket.socket:
+    """The process's unbound datagram socket for ringing (sendto is safe from any thread)."""
+    global _sender_socket
+    with _sender_lock:
+        if _sender_socket is None:
+            _sender_socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            _sender_socket.setblocking(False)
+            atexit.register(_sender_socket.close)
+        return _sender_socket
 
 
 def parse(datagram: bytes) -> tuple[set[str], list[str]]:
