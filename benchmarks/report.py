@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .workloads import Sizes
+from .workloads import ENQUEUE_CALLERS, Sizes
 
 ORIGINAL = "original"
 LABELS = {ORIGINAL: "original (in memory)", "sqlite": "SQLite", "postgres": "PostgreSQL"}
@@ -26,6 +26,8 @@ class Row:
     higher_is_better: bool
     # The original library's metric to compare with (usually the same key).
     reference: str | None = None
+    # False where the original library has nothing to compare (its column shows "—").
+    in_original: bool = True
 
     @property
     def reference_key(self) -> str:
@@ -42,6 +44,27 @@ def rows(sizes: Sizes) -> list[Row]:
             "tasks/s",
             True,
             reference="enqueue_one",
+        ),
+        Row(
+            "enqueue_threads_1",
+            f"W1d enqueue, 1 thread ({sizes.enqueue_concurrent:,} tasks, one per call)⁷",
+            "tasks/s",
+            True,
+            in_original=False,
+        ),
+        Row(
+            f"enqueue_threads_{ENQUEUE_CALLERS}",
+            f"W1d enqueue, {ENQUEUE_CALLERS} threads⁷",
+            "tasks/s",
+            True,
+            in_original=False,
+        ),
+        Row(
+            f"aenqueue_coroutines_{ENQUEUE_CALLERS}",
+            f"W1d aenqueue, {ENQUEUE_CALLERS} coroutines⁷",
+            "tasks/s",
+            True,
+            in_original=False,
         ),
         Row("drain_100", f"W1b drain {sizes.drain:,}, max_workers=100²", "tasks/s", True),
         Row("drain_10", f"W1b drain {sizes.drain:,}, max_workers=10²", "tasks/s", True),
@@ -127,9 +150,9 @@ def results_table(results: Mapping[str, Sequence[ChildResult]], sizes: Sizes) ->
         header += [LABELS.get(mode, mode), f"{LABELS.get(mode, mode)} ÷ original"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows(sizes):
-        reference = median(original, row.reference_key)
+        reference = median(original, row.reference_key) if row.in_original else None
         cells = [row.workload, f"{row.unit} ({'higher' if row.higher_is_better else 'lower'} is better)"]
-        cells.append(_cell(original, row, row.reference_key))
+        cells.append(_cell(original, row, row.reference_key) if row.in_original else "—")
         for mode in backends:
             cells += [_cell(results[mode], row), _ratio(median(results[mode], row.key), reference)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -180,6 +203,11 @@ How each figure is measured (each configuration runs in its own process, on a fr
    tasks run first and are not counted.
 6. **W3.** `max_workers=100`; django-atw adds all tasks with one `add_tasks` call, the original
    library with an `add_task` loop; timed from the add until `wait_for_tasks` returns.
+7. **W1d concurrent enqueue.** No worker running: 1 thread, then 8 threads, each calling the sync
+   `enqueue(noop)` in a loop, then 8 coroutines on one event loop each awaiting `aenqueue(noop)`
+   in a loop; one task per call, the total split evenly, timed from a common start (after a few
+   warm-up calls per caller) until the last call returned. The original library has no
+   equivalent (its tasks live in one worker's memory): "—".
 
 Every workload on django-atw starts from an empty task table, with
 `AsyncTaskWorker(max_workers=...)` and otherwise default options (poll interval 1 s, claim
