@@ -52,13 +52,16 @@ def _reset_sample_state() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 async def _close_sync_to_async_connections() -> AsyncIterator[None]:
-    """Close the connection that sync_to_async's shared thread opened during the test.
+    """Close the connections that sync_to_async's shared thread and django_atw's threads opened.
 
-    pytest-django closes only the main thread's connection; a connection left open in that
+    pytest-django closes only the main thread's connection; a connection left open in another
     thread would keep PostgreSQL from dropping the test database.
     """
     yield
     await sync_to_async(connections.close_all)()
+    from django_atw import wakeup
+
+    await asyncio.to_thread(wakeup.NOTIFIER.close)  # the connection it NOTIFYs added tasks on
 
 
 @pytest.fixture

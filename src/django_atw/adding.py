@@ -7,7 +7,8 @@ same wake-up, whichever door it came in by.
 
 Workers are woken only once the rows are committed: a task enqueued inside the caller's
 ``transaction.atomic()`` is woken for when that transaction commits, and never if it rolls
-back. (On PostgreSQL the INSERT's own NOTIFY is delivered at commit by the server.)
+back. Other processes' workers are told after the commit too (``wakeup.notify_processes``: on
+PostgreSQL a NOTIFY sent by the process's notifier thread, one per queue per burst of adds).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def add_new_tasks(
     batch with ``QueueFullError`` when that many tasks are pending already (hits do not count).
     Synchronous: it runs on a worker's database thread or the caller's thread. When the cache
     entries live in the task database, lookup and INSERT share one transaction. Workers are
-    woken after the commit, in this process and, over the channel layer, in others.
+    woken after the commit, in this process and in others (``wakeup.notify_processes``).
     """
     if cache_key_fn is not None and not callable(cache_key_fn):
         raise TaskArgumentError(f"cache_key_fn must be callable or None, got {cache_key_fn!r}.")
@@ -81,9 +82,9 @@ def _check_queue_size(new_tasks: Sequence[NewTask], max_queue_size: int) -> None
 
 
 def _wake(queues: frozenset[str]) -> None:
-    """Wake the workers serving ``queues``: this process's at once, others' over the layer."""
+    """Wake the workers serving ``queues``: this process's at once, others' by NOTIFY or the layer."""
     wakeup.notify(queues)
-    wakeup.broadcast(queues=queues)
+    wakeup.notify_processes(queues)
 
 
 def add_with_settings(

@@ -97,9 +97,10 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
     document (SQLite ``json_each``): the statement text never grows with the batch, and no model
     instance is built per task (the ORM's bulk_create spent most of the time of a bulk add there).
     A task with ``claimed_by`` set is stored running under that worker, its first attempt
-    begun: the worker that added it starts it without a claim round trip. On PostgreSQL the
-    same statement NOTIFYs the queues that got claimable tasks, so idle workers in other
-    processes wake on commit. A task with ``cached_result_json`` set is stored completed from
+    begun: the worker that added it starts it without a claim round trip. No NOTIFY: the add
+    path announces the queues after the commit (``announce_added``), once per burst of adds,
+    since a NOTIFY in every adding transaction serializes their commits on PostgreSQL's
+    notification queue lock. A task with ``cached_result_json`` set is stored completed from
     the cache (``from_cache``, progress 1.0, started and completed now): nothing claims it.
     """
     ids = [new.id or new_task_id() for new in new_tasks]
@@ -120,10 +121,8 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
             row[2:5] = [json.dumps(value) for value in row[2:5]]
         arrays = ", ".join(f"%s::{kind}[]" for kind in _PG_ARRAY_TYPES)
         sql = (
-            f"WITH added AS (INSERT INTO {TABLE} ({columns}) SELECT x.*, {defaults}, %s "
-            f"FROM unnest({arrays}) AS x({', '.join(_INSERT_COLUMNS)}) RETURNING queue, status) "
-            f"SELECT pg_notify('{TASK_ADDED_CHANNEL}', queue) "
-            "FROM (SELECT DISTINCT queue FROM added WHERE status = 'pending') AS q"
+            f"INSERT INTO {TABLE} ({columns}) SELECT x.*, {defaults}, %s "
+            f"FROM unnest({arrays}) AS x({', '.join(_INSERT_COLUMNS)})"
         )
         sql_params = [now, *(list(column) for column in zip(*rows, strict=True))]
     else:
@@ -152,6 +151,15 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
             f"task_id {taken[0]!r} is already used by another task; pass a new id or none.", task_id=taken[0]
         ) from exc
     return ids
+
+
+def announce_added(queues: Iterable[str]) -> None:
+    """NOTIFY workers in other processes that ``queues`` got claimable tasks (PostgreSQL only).
+
+    Its own statement, committed at once outside a transaction: ``wakeup``'s notifier calls it on
+    its own connection after the tasks were committed, for every queue added to meanwhile.
+    """
+    notify(TASK_ADDED_CHANNEL, queues)
 
 
 def _insert_row(task_id: str, new: NewTask, now: datetime) -> list[Any]:
