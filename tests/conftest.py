@@ -59,9 +59,11 @@ async def _close_sync_to_async_connections() -> AsyncIterator[None]:
     """
     yield
     await sync_to_async(connections.close_all)()
-    from django_atw import wakeup
+    from django_atw import adding, wakeup
 
-    await asyncio.to_thread(wakeup.NOTIFIER.close)  # the connection it NOTIFYs added tasks on
+    # The threads of the group commit and of the notifier have connections of their own.
+    await asyncio.to_thread(adding.close_group_connection)
+    await asyncio.to_thread(wakeup.NOTIFIER.close)
 
 
 @pytest.fixture
