@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.db import connections, transaction
 from django.test import override_settings
 
-from django_atw import adding, enqueue, enqueue_many, store
-from django_atw.exceptions import DuplicateTaskIdError, QueueFullError
+from django_atw import adding, aenqueue, aenqueue_many, enqueue, enqueue_many, store
+from django_atw.exceptions import DuplicateTaskIdError, QueueFullError, TaskArgumentError
 from django_atw.group_commit import GroupCommit
 from django_atw.models import TaskRecord
 from django_atw.values import NewTask
@@ -243,6 +244,58 @@ def test_an_add_time_cache_hit_in_a_batch_is_stored_completed(group, inserts, ba
     assert (rows[hit], rows[miss]) == ("completed", "pending")
     record = TaskRecord.objects.get(id=hit)
     assert (record.from_cache, record.result, record.progress) == (True, 16, 1.0)
+
+
+# --- coroutines -------------------------------------------------------------------------------
+
+
+async def test_aenqueue_from_many_coroutines_stores_every_task_off_the_shared_thread(inserts):
+    per_coroutine = 25
+
+    async def calls(worker: int) -> list[str]:
+        return [await aenqueue("echo", worker, n) for n in range(per_coroutine)]
+
+    ids = [task_id for mine in await asyncio.gather(*(calls(w) for w in range(8))) for task_id in mine]
+    assert len(set(ids)) == len(ids) == 8 * per_coroutine
+    assert await sync_to_async(stored_ids)() == set(ids)
+    assert {name.rpartition("_")[0] for name, _ in inserts.calls} == {"atw-enqueue"}
+    assert sum(inserts.sizes) == len(ids)
+
+
+async def test_aenqueue_many_is_stored_by_the_group_commit_too(inserts):
+    ids = await aenqueue_many("echo", [(n,) for n in range(5)], queue="other")
+    assert inserts.sizes == [5]
+    assert await sync_to_async(stored_ids)() == set(ids)
+
+
+BAD_CALLS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
+    "unknown-task": (("no-such-task",), {}),
+    "bad-argument": (("echo", object()), {}),
+    "bad-priority": (("noop",), {"priority": "high"}),
+    "taken-id": (("noop",), {"task_id": "taken"}),
+    "unknown-owner": (("noop",), {"created_by": 123456}),
+    "bad-key-function": (("noop",), {"cache_key_fn": "not callable"}),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_CALLS)
+async def test_aenqueue_raises_what_enqueue_raises(kind):
+    args, options = BAD_CALLS[kind]
+    await sync_to_async(enqueue)("noop", task_id="taken")
+    with pytest.raises(Exception) as sync_error:
+        await sync_to_async(enqueue)(*args, **options)
+    with pytest.raises(Exception) as async_error:
+        await aenqueue(*args, **options)
+    assert type(async_error.value) is type(sync_error.value)
+    assert str(async_error.value) == str(sync_error.value)
+
+
+async def test_aenqueue_many_raises_what_enqueue_many_raises():
+    with pytest.raises(TaskArgumentError) as sync_error:
+        await sync_to_async(enqueue_many)("echo", [(1,), (object(),)])
+    with pytest.raises(TaskArgumentError) as async_error:
+        await aenqueue_many("echo", [(1,), (object(),)])
+    assert str(async_error.value) == str(sync_error.value)
 
 
 # --- the group commit alone -------------------------------------------------------------------

@@ -264,6 +264,14 @@ def add_with_settings(
     return _GROUP.run(add, rows=len(new_tasks))
 
 
+async def _aadd_with_settings(
+    new_tasks: Sequence[NewTask], cache_key_fn: Callable[..., str] | None = None
+) -> list[str]:
+    """``add_with_settings`` from a coroutine: stored by the group commit (async code has no
+    transaction to join), awaited without blocking the loop."""
+    return await _GROUP.arun(_with_settings(new_tasks, cache_key_fn), rows=len(new_tasks))
+
+
 def _with_settings(new_tasks: Sequence[NewTask], cache_key_fn: Callable[..., str] | None) -> _Add:
     conf = get_settings()
     cache = default_adapter() if conf.CACHE.ENABLED else None
@@ -365,7 +373,71 @@ def enqueue_many(
     return add_with_settings(new)
 
 
-aenqueue = sync_to_async(enqueue)
-aenqueue.__doc__ = "Async version of ``enqueue``."
-aenqueue_many = sync_to_async(enqueue_many)
-aenqueue_many.__doc__ = "Async version of ``enqueue_many``."
+async def aenqueue(
+    task_func: Callable[..., Awaitable[Any]] | str,
+    *args: Any,
+    priority: int = 0,
+    task_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    timeout: float | None = None,
+    use_cache: bool | None = None,
+    cache_ttl: int | None = None,
+    cache_key_fn: Callable[..., str] | None = None,
+    queue: str | None = None,
+    run_after: datetime | timedelta | None = None,
+    created_by: Any = None,
+    **kwargs: Any,
+) -> str:
+    """Async version of ``enqueue``.
+
+    Validated on the loop; stored by the group commit on a thread of its own (with the calls
+    of other coroutines and threads made meanwhile), never on the thread ``sync_to_async``
+    shares. Returns once the task is committed. A ``created_by`` given as a pk is looked up
+    with ``sync_to_async``.
+    """
+    owner = (
+        _owner_id(created_by)
+        if created_by is None or isinstance(created_by, Model)
+        else await sync_to_async(_owner_id)(created_by)
+    )
+    new = validation.build(
+        task_func,
+        args,
+        kwargs,
+        priority=priority,
+        task_id=task_id,
+        metadata=metadata,
+        timeout=timeout,
+        use_cache=use_cache,
+        cache_ttl=cache_ttl,
+        queue=queue,
+        default_queue=get_settings().DEFAULT_QUEUE,
+        run_after=run_after,
+        created_by_id=owner,
+    )
+    (added,) = await _aadd_with_settings([new], cache_key_fn)
+    return added
+
+
+async def aenqueue_many(
+    task_func: Callable[..., Awaitable[Any]] | str,
+    calls: Iterable[Sequence[Any] | Mapping[str, Any]],
+    *,
+    priority: int = 0,
+    metadata: Mapping[str, Any] | None = None,
+    timeout: float | None = None,
+    queue: str | None = None,
+    run_after: datetime | timedelta | None = None,
+) -> list[str]:
+    """Async version of ``enqueue_many`` (stored as ``aenqueue`` stores)."""
+    new = validation.build_calls(
+        task_func,
+        calls,
+        priority=priority,
+        metadata=metadata,
+        timeout=timeout,
+        queue=queue,
+        default_queue=get_settings().DEFAULT_QUEUE,
+        run_after=run_after,
+    )
+    return await _aadd_with_settings(new)
