@@ -13,6 +13,10 @@ What is measured, with no-op tasks unless said otherwise:
 
 - W1a enqueue rate: django-atw's sync ``enqueue`` one task at a time in a plain loop (no event
   loop, no worker) and one bulk ``enqueue_many``; the original's ``add_task`` loop.
+- W1e concurrent enqueue rate: 8,000 tasks, one per call, by 1 thread and 8 threads calling
+  ``enqueue`` and by 8 coroutines awaiting ``aenqueue`` (django-atw only).
+- W1d: a 20,000-task drain awaited by ``wait_for_tasks`` with a 10 ms poll, beside the same
+  drain unwatched; the original's ``add_task`` loop plus ``wait_for_tasks``.
 - W1b drain rate: 5,000 tasks waiting before the worker starts, run with ``max_workers=100``
   and with the default 10; first task's start to last task's end (django-atw: from the rows'
   ``started_at`` and ``completed_at``), and wall time until every outcome is stored.

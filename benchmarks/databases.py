@@ -23,12 +23,20 @@ def _drop_postgres(admin_url: str, name: str) -> None:
 
 
 def _close_django_connections() -> None:
+    from django.apps import apps
     from django.conf import settings
 
     if settings.configured:
         from django.db import connections
 
         connections.close_all()
+    if apps.ready:
+        # django_atw's own threads (group commit, NOTIFY) hold connections too; closing them
+        # here also sends what the notifier holds before the database is gone.
+        from django_atw import adding, wakeup
+
+        adding.close_group_connection()
+        wakeup.NOTIFIER.close()
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .workloads import Sizes
+from .workloads import ENQUEUE_CALLERS, Sizes
 
 ORIGINAL = "original"
 LABELS = {ORIGINAL: "original (in memory)", "sqlite": "SQLite", "postgres": "PostgreSQL"}
@@ -26,6 +26,8 @@ class Row:
     higher_is_better: bool
     # The original library's metric to compare with (usually the same key).
     reference: str | None = None
+    # False where the original library has nothing to compare (its column shows "—").
+    in_original: bool = True
 
     @property
     def reference_key(self) -> str:
@@ -42,6 +44,27 @@ def rows(sizes: Sizes) -> list[Row]:
             "tasks/s",
             True,
             reference="enqueue_one",
+        ),
+        Row(
+            "enqueue_threads_1",
+            f"W1e enqueue, 1 thread ({sizes.enqueue_concurrent:,} tasks, one per call)⁸",
+            "tasks/s",
+            True,
+            in_original=False,
+        ),
+        Row(
+            f"enqueue_threads_{ENQUEUE_CALLERS}",
+            f"W1e enqueue, {ENQUEUE_CALLERS} threads⁸",
+            "tasks/s",
+            True,
+            in_original=False,
+        ),
+        Row(
+            f"aenqueue_coroutines_{ENQUEUE_CALLERS}",
+            f"W1e aenqueue, {ENQUEUE_CALLERS} coroutines⁸",
+            "tasks/s",
+            True,
+            in_original=False,
         ),
         Row("drain_100", f"W1b drain {sizes.drain:,}, max_workers=100²", "tasks/s", True),
         Row("drain_10", f"W1b drain {sizes.drain:,}, max_workers=10²", "tasks/s", True),
@@ -101,6 +124,9 @@ def targets(sizes: Sizes) -> list[Target]:
         Target("W1d awaited drain within 10% of the unwatched drain", "drain_waited",
                lambda r: r >= 0.9, "drain_unwatched"),
         Target("W2 enqueue→start p50 ≤ 1 ms, in process", "latency_p50_ms", lambda v: v <= 1.0),
+        Target("W1e ≥ 8,000 enqueues/s from 8 threads", "enqueue_threads_8", lambda v: v >= 8_000),
+        Target("W1e ≥ 8,000 enqueues/s from 8 coroutines (aenqueue)", "aenqueue_coroutines_8",
+               lambda v: v >= 8_000),
     ]  # fmt: skip
 
 
@@ -147,9 +173,9 @@ def results_table(results: Mapping[str, Sequence[ChildResult]], sizes: Sizes) ->
         header += [LABELS.get(mode, mode), f"{LABELS.get(mode, mode)} ÷ original"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows(sizes):
-        reference = median(original, row.reference_key)
+        reference = median(original, row.reference_key) if row.in_original else None
         cells = [row.workload, f"{row.unit} ({'higher' if row.higher_is_better else 'lower'} is better)"]
-        cells.append(_cell(original, row, row.reference_key))
+        cells.append(_cell(original, row, row.reference_key) if row.in_original else "—")
         for mode in backends:
             cells += [_cell(results[mode], row), _ratio(median(results[mode], row.key), reference)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -219,6 +245,11 @@ How each figure is measured (each configuration runs in its own process, on a fr
    `wait_for_tasks(ids)` awaits them all; timed from `start()` until it returns. The unwatched
    line is the same drain timed until every outcome is committed, with nobody awaiting; the
    original's figure (the waited line's reference) is its `add_task` loop plus `wait_for_tasks`.
+8. **W1e concurrent enqueue.** No worker running: 1 thread, then 8 threads, each calling the sync
+   `enqueue(noop)` in a loop, then 8 coroutines on one event loop each awaiting `aenqueue(noop)`
+   in a loop; one task per call, the total split evenly, timed from a common start (after a few
+   warm-up calls per caller) until the last call returned. The original library has no
+   equivalent (its tasks live in one worker's memory): "—".
 
 Every workload on django-atw starts from an empty task table, with
 `AsyncTaskWorker(max_workers=...)` and otherwise default options (poll interval 1 s, claim

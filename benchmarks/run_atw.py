@@ -8,10 +8,12 @@ defaults, as a user would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import cProfile
 import functools
 import pstats
 import sys
+import threading
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
@@ -20,14 +22,14 @@ from asgiref.sync import sync_to_async
 from django.db import connection, connections
 from django.db.models import Count, Max, Min
 
-from django_atw import AsyncTaskWorker, enqueue, enqueue_many
+from django_atw import AsyncTaskWorker, aenqueue, enqueue, enqueue_many
 from django_atw.models import TaskRecord
 from django_atw.status import TaskStatus
 from django_atw.store.thread import DatabaseThread
 
 from . import workloads
 from .tasks import DRAIN, noop, sleep_for
-from .workloads import DRAIN_WORKERS, Sizes
+from .workloads import DRAIN_WORKERS, ENQUEUE_CALLERS, Sizes
 
 UNFINISHED = [TaskStatus.PENDING.value, TaskStatus.RUNNING.value]
 # How often the drain checks, once every task has run, that all outcomes are stored.
@@ -63,6 +65,81 @@ def enqueue_rates(sizes: Sizes) -> dict[str, float]:
     bulk = sizes.enqueue_bulk / (perf_counter() - started)
     clear_tasks()
     return {"enqueue_one": one, "enqueue_bulk": bulk}
+
+
+def _check_stored(expected: int) -> None:
+    stored = TaskRecord.objects.count()
+    if stored != expected:
+        raise RuntimeError(f"{stored} rows stored, expected {expected}")
+
+
+def _threads_rate(threads: int, sizes: Sizes) -> float:
+    """Tasks/s of ``threads`` threads each calling ``enqueue(noop)`` in a loop, started together.
+
+    Each thread warms up (its connection) before the start; the clock runs from the start until
+    the last thread has returned from its last call.
+    """
+    per_thread = sizes.enqueue_concurrent // threads
+    start = threading.Barrier(threads + 1)
+    errors: list[BaseException] = []
+
+    def caller() -> None:
+        try:
+            for _ in range(sizes.warmup):
+                enqueue(noop)
+            start.wait()
+            for _ in range(per_thread):
+                enqueue(noop)
+        except BaseException as exc:
+            errors.append(exc)
+            start.abort()
+        finally:
+            connections.close_all()
+
+    clear_tasks()
+    callers = [threading.Thread(target=caller, name=f"enqueue-{i}") for i in range(threads)]
+    for thread in callers:
+        thread.start()
+    with contextlib.suppress(threading.BrokenBarrierError):  # a caller failed: errors says which
+        start.wait()
+    started = perf_counter()
+    for thread in callers:
+        thread.join()
+    elapsed = perf_counter() - started
+    if errors:
+        raise errors[0]
+    _check_stored(threads * (sizes.warmup + per_thread))
+    return threads * per_thread / elapsed
+
+
+async def _coroutines_rate(coroutines: int, sizes: Sizes) -> float:
+    """Tasks/s of ``coroutines`` coroutines on one loop each awaiting ``aenqueue(noop)`` in a loop."""
+    per_coroutine = sizes.enqueue_concurrent // coroutines
+
+    async def caller(calls: int) -> None:
+        for _ in range(calls):
+            await aenqueue(noop)
+
+    await asyncio.gather(*(caller(sizes.warmup) for _ in range(coroutines)))
+    started = perf_counter()
+    await asyncio.gather(*(caller(per_coroutine) for _ in range(coroutines)))
+    elapsed = perf_counter() - started
+    await sync_to_async(connections.close_all)()
+    await sync_to_async(_check_stored)(coroutines * (sizes.warmup + per_coroutine))
+    return coroutines * per_coroutine / elapsed
+
+
+def concurrent_enqueue_rates(sizes: Sizes) -> dict[str, float]:
+    """W1e: one task per call, ``sizes.enqueue_concurrent`` in all, by 1 thread, by
+    ``ENQUEUE_CALLERS`` threads (sync ``enqueue``) and by as many coroutines (``aenqueue``)."""
+    metrics = {
+        "enqueue_threads_1": _threads_rate(1, sizes),
+        f"enqueue_threads_{ENQUEUE_CALLERS}": _threads_rate(ENQUEUE_CALLERS, sizes),
+    }
+    clear_tasks()
+    metrics[f"aenqueue_coroutines_{ENQUEUE_CALLERS}"] = asyncio.run(_coroutines_rate(ENQUEUE_CALLERS, sizes))
+    clear_tasks()
+    return metrics
 
 
 def _stored_span() -> tuple[int, float]:
@@ -251,6 +328,7 @@ def steps(sizes: Sizes) -> list[tuple[str, Callable[[], dict[str, float]]]]:
     """Each workload as (name, function returning its metrics), in running order."""
     return [
         ("enqueue", functools.partial(enqueue_rates, sizes)),
+        ("enqueue_concurrent", functools.partial(concurrent_enqueue_rates, sizes)),
         *[(f"drain_{mw}", functools.partial(drain_rate, sizes, mw)) for mw in DRAIN_WORKERS],
         ("drain_waited", functools.partial(drain_waited, sizes)),
         ("e2e", _on_empty_table(_end_to_end, sizes)),

@@ -22,6 +22,7 @@ class Sizes:
 
     enqueue_one: int = 2_000  # W1a: tasks added one call at a time
     enqueue_bulk: int = 5_000  # W1a: tasks added in one bulk call
+    enqueue_concurrent: int = 8_000  # W1e: tasks added one per call, by several callers at once
     drain: int = 5_000  # W1b: tasks waiting before the worker starts
     waited: int = 20_000  # W1d: tasks drained while wait_for_tasks awaits them all
     end_to_end: int = 2_000  # W1c: tasks added one by one to a running worker
@@ -42,6 +43,7 @@ FULL = Sizes()
 QUICK = Sizes(
     enqueue_one=200,
     enqueue_bulk=500,
+    enqueue_concurrent=800,
     drain=500,
     waited=1_000,
     end_to_end=200,
@@ -53,6 +55,8 @@ QUICK = Sizes(
 
 # max_workers for the drain workload: 100, and the default of both libraries.
 DRAIN_WORKERS = (100, 10)
+# W1e: how many threads (sync ``enqueue``) or coroutines (``aenqueue``) add tasks at once.
+ENQUEUE_CALLERS = 8
 
 
 class Worker(Protocol):

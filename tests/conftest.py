@@ -52,13 +52,18 @@ def _reset_sample_state() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 async def _close_sync_to_async_connections() -> AsyncIterator[None]:
-    """Close the connection that sync_to_async's shared thread opened during the test.
+    """Close the connections that sync_to_async's shared thread and django_atw's threads opened.
 
-    pytest-django closes only the main thread's connection; a connection left open in that
+    pytest-django closes only the main thread's connection; a connection left open in another
     thread would keep PostgreSQL from dropping the test database.
     """
     yield
     await sync_to_async(connections.close_all)()
+    from django_atw import adding, wakeup
+
+    # The threads of the group commit and of the notifier have connections of their own.
+    await asyncio.to_thread(adding.close_group_connection)
+    await asyncio.to_thread(wakeup.NOTIFIER.close)
 
 
 @pytest.fixture

@@ -1,8 +1,11 @@
 """Wake workers when a task is added or a cancel is requested: in this process and across.
 
 In-process: ``notify`` and ``notify_cancel`` call the listening workers' callbacks on their
-loops, from any thread. Across processes on PostgreSQL, ``store`` NOTIFYs in the statement
-that adds or releases tasks (and on a cancel request), and each worker's ``PostgresListener``
+loops, from any thread. Across processes, ``notify_processes`` is called once added tasks are
+committed: on PostgreSQL it hands the queue names to the process's ``Notifier``, whose thread
+NOTIFYs each queue once per burst of adds on a connection of its own (a NOTIFY inside every
+adding transaction would serialize their commits on the server's notification lock). Released
+tasks and cancel requests NOTIFY in their own statements. Each worker's ``PostgresListener``
 LISTENs on its own connection. On SQLite, when a channel layer that crosses processes (Redis)
 is configured, ``broadcast``/``abroadcast`` send a message to the group ``WAKEUP_GROUP``
 (named in ``realtime.groups``) and each worker's ``ChannelLayerListener`` receives it; without
@@ -14,8 +17,10 @@ fallback: a lost wake-up only delays a task, never loses it.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
+import os
 import socket
 import threading
 import weakref
@@ -26,7 +31,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.db import connections
 
-from . import doorbell
+from . import doorbell, store
 from .realtime.groups import CANCEL_REQUESTED, TASKS_ADDED, WAKEUP_GROUP
 from .store import CANCEL_CHANNEL, TASK_ADDED_CHANNEL
 
@@ -40,6 +45,8 @@ MAX_RECONNECT_DELAY = 10.0
 BROADCAST_TIMEOUT = 1.0
 # Seconds between re-joins of the group: channels_redis forgets a membership after a day.
 GROUP_REFRESH = 3600.0
+# Seconds the interpreter's exit waits for the notifier to send what it holds.
+NOTIFIER_EXIT_WAIT = 2.0
 # Connection parameters Django passes to psycopg that only make sense for its own cursors.
 _DJANGO_ONLY_PARAMS = ("context", "cursor_factory", "prepare_threshold", "server_side_binding", "pool")
 
@@ -105,6 +112,118 @@ def _call(loop: asyncio.AbstractEventLoop, func: Callable[..., object], *args: o
     elif not loop.is_closed():
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(func, *args)
+
+
+def notify_processes(queues: Iterable[str]) -> None:
+    """Tell workers in other processes that tasks were added to ``queues``; call after the commit.
+
+    PostgreSQL: a NOTIFY from the notifier's thread (this call only hands the names over);
+    elsewhere the channel layer, if one crosses processes, else the SQLite doorbell. Never raises
+    for a failed send.
+    """
+    if connections["default"].vendor == "postgresql":
+        NOTIFIER.send(queues)
+    else:
+        broadcast(queues=queues)
+
+
+class Notifier:
+    """One thread per process that NOTIFYs added queues on its own connection, coalescing bursts.
+
+    ``send`` only records the names and wakes the thread; the thread sends every name recorded
+    meanwhile with one statement (``store.announce_added``), so a burst of adds from many
+    threads costs one NOTIFY per queue, committed by one connection instead of contending for
+    the server's notification lock at each add's commit. A failed send is retried once on a
+    new connection, then logged and dropped: the tasks are stored, and workers poll.
+
+    The thread starts on the first ``send`` (again in a forked child) and ends with ``close``,
+    which sends what is pending and closes the connection (also at interpreter exit).
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+        atexit.register(self.close, NOTIFIER_EXIT_WAIT)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._pending: set[str] = set()
+        self._sending = False
+        self._closing = False
+        self._failing = False
+        self._thread: threading.Thread | None = None
+
+    def send(self, queues: Iterable[str]) -> None:
+        """Have the thread NOTIFY ``queues`` soon (the tasks in them must be committed)."""
+        with self._changed:
+            self._pending.update(queues)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="atw-notifier", daemon=True)
+                self._thread.start()
+            self._changed.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every name sent so far is NOTIFYed (or dropped); False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._pending and not self._sending, timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Send what is pending, close the connection and end the thread (a later send restarts it)."""
+        with self._changed:
+            thread = self._thread
+            if thread is None:
+                return
+            self._closing = True
+            self._changed.notify_all()
+        thread.join(timeout)
+        with self._changed:
+            if self._thread is thread and not thread.is_alive():
+                self._thread = None
+                self._closing = False
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._changed:
+                    self._changed.wait_for(lambda: self._pending or self._closing)
+                    if not self._pending:
+                        return  # closing, nothing left
+                    queues = sorted(self._pending)
+                    self._pending.clear()
+                    self._sending = True
+                try:
+                    self._send(queues)
+                finally:
+                    with self._changed:
+                        self._sending = False
+                        self._changed.notify_all()
+        finally:
+            connections.close_all()
+
+    def _send(self, queues: list[str]) -> None:
+        for attempt in (1, 2):
+            try:
+                store.announce_added(queues)
+            except Exception as exc:
+                with contextlib.suppress(Exception):  # a dropped connection stays broken: reconnect
+                    connections["default"].close()
+                if attempt == 1:
+                    continue
+                if not self._failing:
+                    logger.warning(
+                        "could not NOTIFY added tasks (%s); workers in other processes will poll",
+                        _brief(exc),
+                    )
+                self._failing = True
+                return
+            if self._failing:
+                logger.info("NOTIFY of added tasks works again")
+                self._failing = False
+            return
+
+
+NOTIFIER = Notifier()
 
 
 class _ReconnectingListener:

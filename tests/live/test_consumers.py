@@ -251,8 +251,8 @@ async def test_a_bulk_enqueue_reaches_a_list_in_batches_and_a_watched_task_on_it
     monkeypatch.setattr(publisher, "PUBLISH_CHUNK", 3)
     alice = await make_user("alice")
     lister, watcher = await connect(alice), await connect(alice)
-    await lister.send_json_to({"action": "subscribe", "list": {"mine": True, "limit": 1}})
     first = await aenqueue(tasks.echo, created_by=alice)
+    await lister.send_json_to({"action": "subscribe", "list": {"mine": True, "limit": 1}})
     assert [t["id"] for t in (await frame(lister))["tasks"]] == [first]
     await watcher.send_json_to({"action": "subscribe", "tasks": [first]})
     await frame(watcher)

@@ -84,11 +84,15 @@ _INSERT_COLUMNS = (
     "completed_at",
     "from_cache",
 )
-_PG_ARRAY_TYPES = (
+# Their types in PostgreSQL's json_to_recordset; ``result`` arrives as JSON text, cast there.
+_PG_TYPES = (
     "text", "text", "jsonb", "jsonb", "jsonb", "integer", "text", "double precision", "boolean",
     "integer", "integer", "timestamptz", "text", "text", "timestamptz", "integer", "integer",
-    "timestamptz", "text", "double precision", "jsonb", "timestamptz", "boolean",
+    "timestamptz", "text", "double precision", "text", "timestamptz", "boolean",
 )  # fmt: skip
+_TIME_COLUMNS = tuple(
+    _INSERT_COLUMNS.index(name) for name in ("created_at", "started_at", "run_after", "completed_at")
+)
 _INSERT_DEFAULTS = (
     ("error", "''"),
     ("error_type", "''"),
@@ -98,17 +102,37 @@ _INSERT_DEFAULTS = (
 )
 
 
+_INSERTED = ", ".join((*_INSERT_COLUMNS, *(name for name, _ in _INSERT_DEFAULTS), "updated_at"))
+_DEFAULTS = ", ".join(value for _, value in _INSERT_DEFAULTS)
+# PostgreSQL: json_to_recordset reads each row's object by column name, a nested value as jsonb.
+_PG_INSERT = (
+    f"INSERT INTO {TABLE} ({_INSERTED}) SELECT "
+    + ", ".join("x.result::jsonb" if name == "result" else f"x.{name}" for name in _INSERT_COLUMNS)
+    + f", {_DEFAULTS}, %s FROM json_to_recordset(%s::json) AS x("
+    + ", ".join(f"{name} {kind}" for name, kind in zip(_INSERT_COLUMNS, _PG_TYPES, strict=True))
+    + ")"
+)
+# SQLite: json_extract gives JSON text for the nested arguments and plain values for the rest.
+_SQLITE_INSERT = (
+    f"INSERT INTO {TABLE} ({_INSERTED}) SELECT "
+    + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(_INSERT_COLUMNS)))
+    + f", {_DEFAULTS}, %s FROM json_each(%s)"
+)
+
+
 def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
     """Insert tasks with one INSERT statement, whatever their number, and return their ids in order.
 
     One statement, so one transaction: a taken custom id raises ``DuplicateTaskIdError`` and
-    stores none. The rows travel as one array per column (PostgreSQL ``unnest``) or as one JSON
-    document (SQLite ``json_each``): the statement text never grows with the batch, and no model
-    instance is built per task (the ORM's bulk_create spent most of the time of a bulk add there).
+    stores none. The rows travel as one JSON document (PostgreSQL ``json_to_recordset``, SQLite
+    ``json_each``): the statement text never grows with the batch, no model instance is built per
+    task (the ORM's bulk_create spent most of the time of a bulk add there), and the driver
+    adapts one parameter, not one array per column (most of a one-task INSERT's time).
     A task with ``claimed_by`` set is stored running under that worker, its first attempt
-    begun: the worker that added it starts it without a claim round trip. On PostgreSQL the
-    same statement NOTIFYs the queues that got claimable tasks, so idle workers in other
-    processes wake on commit. A task with ``cached_result_json`` set is stored completed from
+    begun: the worker that added it starts it without a claim round trip. No NOTIFY: the add
+    path announces the queues after the commit (``announce_added``), once per burst of adds,
+    since a NOTIFY in every adding transaction serializes their commits on PostgreSQL's
+    notification queue lock. A task with ``cached_result_json`` set is stored completed from
     the cache (``from_cache``, progress 1.0, started and completed now): nothing claims it.
     """
     ids = [new.id or new_task_id() for new in new_tasks]
@@ -121,31 +145,20 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
     rows: list[list[Any]] = [
         _insert_row(task_id, new, now) for task_id, new in zip(ids, new_tasks, strict=True)
     ]
-    columns = ", ".join((*_INSERT_COLUMNS, *(name for name, _ in _INSERT_DEFAULTS), "updated_at"))
-    defaults = ", ".join(value for _, value in _INSERT_DEFAULTS)
     sql_params: list[Any]
     if is_postgres():
         for row in rows:
-            row[2:5] = [json.dumps(value) for value in row[2:5]]
-        arrays = ", ".join(f"%s::{kind}[]" for kind in _PG_ARRAY_TYPES)
-        sql = (
-            f"WITH added AS (INSERT INTO {TABLE} ({columns}) SELECT x.*, {defaults}, %s "
-            f"FROM unnest({arrays}) AS x({', '.join(_INSERT_COLUMNS)}) RETURNING queue, status) "
-            f"SELECT pg_notify('{TASK_ADDED_CHANNEL}', queue) "
-            "FROM (SELECT DISTINCT queue FROM added WHERE status = 'pending') AS q"
-        )
-        sql_params = [now, *(list(column) for column in zip(*rows, strict=True))]
+            for index in _TIME_COLUMNS:
+                if row[index] is not None:
+                    row[index] = row[index].isoformat()
+        document = [dict(zip(_INSERT_COLUMNS, row, strict=True)) for row in rows]
+        sql, sql_params = _PG_INSERT, [now, json.dumps(document, allow_nan=False)]
     else:
-        # json_extract gives JSON text for the nested arguments and plain values for the rest.
         adapt = connection.ops.adapt_datetimefield_value
         for row in rows:
-            row[11] = adapt(row[11])  # created_at
-            row[14] = adapt(row[14])  # started_at
-            row[17] = adapt(row[17])  # run_after
-            row[21] = adapt(row[21])  # completed_at
-        picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(_INSERT_COLUMNS)))
-        sql = f"INSERT INTO {TABLE} ({columns}) SELECT {picks}, {defaults}, %s FROM json_each(%s)"
-        sql_params = [adapt(now), json.dumps(rows)]
+            for index in _TIME_COLUMNS:
+                row[index] = adapt(row[index])
+        sql, sql_params = _SQLITE_INSERT, [adapt(now), json.dumps(rows)]
     # Inside the caller's transaction a failed INSERT would abort it on PostgreSQL, and the
     # lookup below could not run: a savepoint keeps the transaction usable. Outside one, the
     # statement is its own transaction and needs no BEGIN/COMMIT round trips.
@@ -161,6 +174,15 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
             f"task_id {taken[0]!r} is already used by another task; pass a new id or none.", task_id=taken[0]
         ) from exc
     return ids
+
+
+def announce_added(queues: Iterable[str]) -> None:
+    """NOTIFY workers in other processes that ``queues`` got claimable tasks (PostgreSQL only).
+
+    Its own statement, committed at once outside a transaction: ``wakeup``'s notifier calls it on
+    its own connection after the tasks were committed, for every queue added to meanwhile.
+    """
+    notify(TASK_ADDED_CHANNEL, queues)
 
 
 def _insert_row(task_id: str, new: NewTask, now: datetime) -> list[Any]:

@@ -1,0 +1,100 @@
+"""The notifier: added tasks NOTIFY other processes after their commit, once per queue per burst."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import OperationalError, connection, transaction
+
+from django_atw import aenqueue, enqueue, enqueue_many, store, wakeup
+from django_atw.models import TaskRecord
+
+pytestmark = pytest.mark.django_db(transaction=True)
+WAIT = 10.0  # seconds before a missing event fails the test (never reached when all is well)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="LISTEN/NOTIFY is PostgreSQL's")
+async def test_an_enqueue_wakes_a_postgres_listener_on_another_connection_after_its_commit():
+    woken = asyncio.Event()
+    listener = wakeup.PostgresListener("probe", ["probe"], woken.set, lambda task_id: None)
+    listener.start()
+    try:
+        async with asyncio.timeout(WAIT):
+            await listener.connected.wait()
+        for add in (
+            lambda: aenqueue("noop", queue="probe"),
+            lambda: sync_to_async(enqueue)("noop", queue="probe"),
+        ):
+            woken.clear()
+            await add()
+            async with asyncio.timeout(WAIT):
+                await woken.wait()
+    finally:
+        await listener.stop()
+
+
+def test_enqueue_inside_atomic_notifies_other_processes_only_once_committed(monkeypatch):
+    sent: list[tuple[set[str], bool]] = []
+
+    def record(queues: Sequence[str]) -> None:
+        sent.append((set(queues), connection.in_atomic_block))
+
+    monkeypatch.setattr(wakeup.NOTIFIER, "send", record)  # PostgreSQL
+    monkeypatch.setattr(wakeup, "broadcast", record)  # other databases: the channel layer
+    with pytest.raises(ZeroDivisionError), transaction.atomic():
+        enqueue("noop")
+        enqueue_many("noop", [(), ()], queue="other")
+        1 / 0  # noqa: B018
+    assert sent == []
+    assert TaskRecord.objects.count() == 0
+    with transaction.atomic():
+        enqueue("noop")
+        assert sent == []
+    assert sent == [({"default"}, False)]
+
+
+def test_the_notifier_sends_each_queue_once_per_burst(monkeypatch):
+    sent: list[list[str]] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def announce(queues: Sequence[str]) -> None:
+        sent.append(list(queues))
+        if len(sent) == 1:
+            entered.set()
+            assert release.wait(WAIT)
+
+    monkeypatch.setattr(store, "announce_added", announce)
+    notifier = wakeup.Notifier()
+    notifier.send(["a"])
+    assert entered.wait(WAIT)  # the first NOTIFY is in flight: what follows waits for it
+    for queues in (["b"], ["a"], ["b", "a"]):
+        notifier.send(queues)
+    release.set()
+    assert notifier.flush(WAIT)
+    assert sent == [["a"], ["a", "b"]]
+    notifier.close()
+
+
+def test_a_failing_notify_is_logged_and_the_notifier_goes_on(monkeypatch, caplog):
+    sent: list[list[str]] = []
+    failing = [True]
+
+    def announce(queues: Sequence[str]) -> None:
+        if failing[0]:
+            raise OperationalError("server closed the connection unexpectedly")
+        sent.append(list(queues))
+
+    monkeypatch.setattr(store, "announce_added", announce)
+    notifier = wakeup.Notifier()
+    notifier.send(["a"])
+    assert notifier.flush(WAIT)
+    assert "could not NOTIFY added tasks (OperationalError: server closed" in caplog.text
+    failing[0] = False
+    notifier.send(["b"])
+    assert notifier.flush(WAIT)
+    assert sent == [["b"]]  # "a" was dropped: its workers poll
+    notifier.close()
