@@ -133,11 +133,13 @@ class Command(BaseCommand):
         count = sync_to_async(count_pending)
         while not stop.is_set():
             worker.committed.clear()  # before the checks: a commit during them wakes the wait
-            # Running first: a claim between the two reads then moves tasks out of sight for a
-            # moment, rather than counting them twice (pending in the count, running here).
+            # Read against the flow (done, then running, then pending): a task that moves on
+            # between two reads is then missed for a moment, never counted twice (a task that
+            # ended during the count, counted running and done, made the total grow for good).
+            done = worker.finished_here
             running = len(worker.running_task_ids())
             pending = await count(worker.queues, ready_only=True)
-            progress.show(worker.finished_here, running=running, pending=pending)
+            progress.show(done, running=running, pending=pending)
             # Checked after the count: a claim that emptied the queue is still in flight or
             # its tasks are running by now.
             if pending == 0 and worker.is_idle():
