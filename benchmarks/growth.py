@@ -77,20 +77,20 @@ def table_bytes() -> tuple[int, int]:
         return int(heap), int(total)
 
 
-def vacuum_counts() -> tuple[int, int]:
-    """PostgreSQL: the task table's dead rows and how many vacuums (manual and auto) it has had."""
+def vacuum_counts() -> tuple[int, int, int]:
+    """PostgreSQL: the task table's dead rows, its vacuums (manual and auto) and HOT updates so far."""
     connection = _connection()
     if connection.vendor != "postgresql":
-        return 0, 0
+        return 0, 0, 0
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_stat_clear_snapshot()")
         cursor.execute(
-            "SELECT n_dead_tup, vacuum_count + autovacuum_count FROM pg_stat_user_tables "
+            "SELECT n_dead_tup, vacuum_count + autovacuum_count, n_tup_hot_upd FROM pg_stat_user_tables "
             "WHERE relid = %s::regclass",
             [_table()],
         )
         row = cursor.fetchone()
-    return (int(row[0]), int(row[1])) if row else (0, 0)
+    return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
 
 
 def _emptied() -> None:
@@ -195,12 +195,12 @@ def drain(count: int, sizes: GrowthSizes, *, prefix: str, history: int = 0) -> d
     if history:
         store_history(history)
     store_backlog(count)
-    _, vacuums_before = vacuum_counts()
+    _, vacuums_before, hot_before = vacuum_counts()
     heap_before, total_before = table_bytes()
     wall = asyncio.run(_drain(Sizes(drain=count, limit=sizes.limit), sizes.max_workers))
     _settle()
     rates = _tenths(count)
-    dead, vacuums_after = vacuum_counts()
+    dead, vacuums_after, hot_after = vacuum_counts()
     heap_after, total_after = table_bytes()
     _emptied()
     mb = 1024 * 1024
@@ -216,6 +216,7 @@ def drain(count: int, sizes: GrowthSizes, *, prefix: str, history: int = 0) -> d
         f"{prefix}_total_mb_after": total_after / mb,
         f"{prefix}_dead_after": float(dead),
         f"{prefix}_vacuums": float(vacuums_after - vacuums_before),
+        f"{prefix}_hot_updates": float(hot_after - hot_before),
     }
 
 
