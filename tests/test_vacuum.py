@@ -1,18 +1,21 @@
-"""The workers' own VACUUM and ANALYZE of the task table when claims and completions leave dead
-rows (PostgreSQL)."""
+"""Keeping the task table vacuumed: the migration's autovacuum settings and the workers' own
+VACUUM when claims and completions leave dead rows (PostgreSQL)."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.apps import apps as installed_apps
 from django.db import connection
 from django.test import override_settings
 
 from django_atw import AsyncTaskWorker, aenqueue_many, enqueue_many, store
+from django_atw.models import TaskRecord
 from django_atw.status import TaskStatus
 from django_atw.store import maintenance
 from django_atw.values import Outcome
@@ -22,7 +25,43 @@ POSTGRES = connection.vendor == "postgresql"
 PG_ONLY = pytest.mark.skipif(
     not POSTGRES, reason="autovacuum and VACUUM are PostgreSQL's; SQLite has no dead rows"
 )
+TABLE = TaskRecord._meta.db_table
 QUEUE = "vacuum-test"
+migration = importlib.import_module("django_atw.migrations.0009_task_table_vacuum_settings")
+
+
+def reloptions() -> dict[str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE oid = %s::regclass", [TABLE])
+        (options,) = cursor.fetchone()
+    return dict(option.split("=", 1) for option in options or [])
+
+
+# --- the migration ------------------------------------------------------------------------------
+
+
+@PG_ONLY
+@pytest.mark.django_db
+def test_the_migration_sets_the_task_tables_autovacuum_options_and_reverses() -> None:
+    assert reloptions() == migration.TASK_TABLE_OPTIONS
+    with connection.schema_editor() as editor:
+        migration.reset_options(installed_apps, editor)
+    assert reloptions() == {}
+    with connection.schema_editor() as editor:
+        migration.set_options(installed_apps, editor)
+    assert reloptions() == migration.TASK_TABLE_OPTIONS
+
+
+@pytest.mark.skipif(POSTGRES, reason="the SQLite branch")
+def test_the_migration_runs_no_sql_on_sqlite() -> None:
+    class Editor:
+        connection = connection
+
+        def execute(self, sql: str, params: Any = None) -> None:
+            raise AssertionError(f"no SQL on SQLite, got {sql!r}")
+
+    migration.set_options(installed_apps, Editor())
+    migration.reset_options(installed_apps, Editor())
 
 
 # --- the workers' vacuum ------------------------------------------------------------------------
