@@ -1,5 +1,5 @@
-"""Keeping the task table vacuumed: the migration's autovacuum settings and the workers' own
-VACUUM when claims and completions leave dead rows (PostgreSQL)."""
+"""Keeping the task table vacuumed: the migration's autovacuum settings, check W006, and the
+workers' own VACUUM when claims and completions leave dead rows (PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.apps import apps as installed_apps
-from django.db import connection
+from django.core import checks as django_checks
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
-from django_atw import AsyncTaskWorker, aenqueue_many, enqueue_many, store
+from django_atw import AsyncTaskWorker, aenqueue_many, checks, enqueue_many, store
 from django_atw.models import TaskRecord
 from django_atw.status import TaskStatus
 from django_atw.store import maintenance
@@ -267,3 +269,79 @@ async def test_no_vacuum_loop_and_nothing_to_vacuum_on_sqlite(make_worker: Calla
     assert not any(task.get_name().startswith("atw-vacuum-") for task in housekeeper.side_tasks())
     assert await sync_to_async(store.table_stats)() is None
     assert await housekeeper.vacuum(min_gap=0) is None
+
+
+# --- check W006 -----------------------------------------------------------------------------------
+
+
+def server_setting(name: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting(%s)", [name])
+        return str(cursor.fetchone()[0])
+
+
+@pytest.mark.django_db
+def test_w006_queries_only_when_databases_are_checked() -> None:
+    with CaptureQueriesContext(connection) as captured:
+        assert checks.check_autovacuum(databases=None) == []
+        assert checks.check_autovacuum(databases=["other"]) == []
+    assert len(captured) == 0
+    # Registered as a database check: Django's own run leaves it out unless asked for databases.
+    assert "django_atw.W006" not in [m.id for m in django_checks.run_checks()]
+
+
+@pytest.mark.skipif(POSTGRES, reason="the SQLite branch")
+@pytest.mark.django_db
+def test_w006_says_nothing_on_sqlite() -> None:
+    with CaptureQueriesContext(connection) as captured:
+        assert checks.check_autovacuum(databases=[DEFAULT_DB_ALIAS]) == []
+    assert len(captured) == 0
+
+
+@PG_ONLY
+@pytest.mark.django_db
+def test_w006_follows_the_servers_autovacuum_setting() -> None:
+    """This server's real setting: the test machine runs PostgreSQL with autovacuum off."""
+    found = django_checks.run_checks(databases=[DEFAULT_DB_ALIAS], tags=[django_checks.Tags.database])
+    ids = [message.id for message in found]
+    if server_setting("autovacuum") == "on" and server_setting("track_counts") == "on":
+        assert "django_atw.W006" not in ids
+        return
+    (warning,) = [message for message in found if message.id == "django_atw.W006"]
+    assert isinstance(warning, django_checks.Warning)
+    assert "is off" in warning.msg and 'ATW["VACUUM_INTERVAL"]' in warning.msg
+    assert "autovacuum = on" in (warning.hint or "")
+
+
+@PG_ONLY
+@pytest.mark.django_db
+def test_w006_skips_an_unreachable_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings_dict = {**connections[DEFAULT_DB_ALIAS].settings_dict, "HOST": "127.0.0.1", "PORT": "1"}
+    unreachable = connections[DEFAULT_DB_ALIAS].__class__(settings_dict, alias="atw-unreachable")
+    monkeypatch.setattr(checks, "_task_database", lambda: unreachable)
+    try:
+        assert checks.check_autovacuum(databases=[DEFAULT_DB_ALIAS]) == []
+    finally:
+        unreachable.close()
+
+
+@pytest.mark.parametrize(
+    ("autovacuum", "track_counts", "interval", "says"),
+    [
+        ("off", "on", 10.0, "workers vacuum and analyze the task table themselves"),
+        ("off", "on", 0.0, 'ATW["VACUUM_INTERVAL"] = 0'),
+        ("on", "off", 10.0, "cannot vacuum the task table either"),
+        ("off", "off", 10.0, "autovacuum and track_counts are off"),
+    ],
+)
+def test_w006_explains_what_is_off_and_what_the_workers_do(
+    autovacuum: str, track_counts: str, interval: float, says: str
+) -> None:
+    (warning,) = checks.autovacuum_warnings(autovacuum, track_counts, interval)
+    assert warning.id == "django_atw.W006"
+    assert says in warning.msg
+
+
+def test_w006_is_quiet_when_autovacuum_runs() -> None:
+    assert checks.autovacuum_warnings("on", "on", 10.0) == []
+    assert checks.autovacuum_warnings("on", "on", 0.0) == []
