@@ -8,6 +8,9 @@ Usage::
     .venv/bin/python benchmarks/bench.py --profile sqlite|postgres [--quick]
     .venv/bin/python benchmarks/bench.py --suite scale [--runs 3] [--systems atw,huey,...]
         [--postgres-url ...] [--redis-url redis://127.0.0.1:6379/0] [--output docs/benchmarks.md] [--quick]
+    .venv/bin/python benchmarks/bench.py --suite growth [--runs 1] [--databases postgres]
+        [--backlogs 1000,10000,100000,1000000] [--history 2000000] [--history-drain 100000]
+        [--postgres-url ...] [--output docs/benchmarks.md] [--quick]
 
 What is measured, with no-op tasks unless said otherwise:
 
@@ -38,6 +41,11 @@ command, medians, ratios to the original library, the issue's targets) goes to `
 PostgreSQL (and on SQLite) against Huey, Celery and procrastinate workers (drain with 1 and 2
 worker processes, wake-up latency across processes); its section of the report is replaced in
 place, or appended.
+
+``--suite growth`` runs ``benchmarks/growth.py`` on each of ``--databases``: backlogs of growing
+size drained by one in-process worker (the first tenth's rate against the last tenth's, the
+table's size before and after) and a drain on top of ``--history`` finished rows; its section
+of the report is replaced in place, or appended.
 
 ``--profile`` runs the drain once in this process under cProfile (the event loop thread and each
 of the worker's database threads) and prints the top 30 functions by cumulative and by own time.
@@ -101,9 +109,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--suite",
-        choices=("main", "scale"),
+        choices=("main", "scale", "growth"),
         default="main",
-        help="main (default) or scale (worker processes)",
+        help="main (default), scale (worker processes) or growth (drains as the table grows)",
+    )
+    parser.add_argument(
+        "--backlogs",
+        help="growth suite: comma-separated backlog sizes (default 1000,10000,100000,1000000; "
+        "--quick: 1000,5000)",
+    )
+    parser.add_argument(
+        "--history", type=int, help="growth suite: finished rows under the last drain (default 2000000)"
+    )
+    parser.add_argument(
+        "--history-drain",
+        type=int,
+        help="growth suite: tasks drained on top of the finished rows, 0 for none (default 100000)",
     )
     parser.add_argument(
         "--systems", default=",".join(SYSTEMS), help=f"scale suite: comma-separated, of {', '.join(SYSTEMS)}"
@@ -117,7 +138,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, help=f"Markdown report (default {DEFAULT_OUTPUT})")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--profile", choices=DATABASES, help="profile the drain on this database and exit")
-    worker_modes = ("original", *DATABASES, *(f"scale-{name}" for name in SYSTEMS))
+    worker_modes = (
+        "original",
+        *DATABASES,
+        *(f"scale-{name}" for name in SYSTEMS),
+        *(f"growth-{name}" for name in DATABASES),
+    )
     parser.add_argument("--worker-mode", choices=worker_modes, help=argparse.SUPPRESS)
     parser.add_argument("--live", action="store_true", help="run benchmarks/live.py (live progress) instead")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
@@ -131,7 +157,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--systems takes {', '.join(SYSTEMS)}, got {','.join(args.systems)!r}")
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    try:
+        args.backlogs = [int(size) for size in args.backlogs.split(",")] if args.backlogs else None
+    except ValueError:
+        parser.error(f"--backlogs takes comma-separated numbers of tasks, got {args.backlogs!r}")
+    if args.backlogs is not None and (not args.backlogs or min(args.backlogs) < 10):
+        parser.error("--backlogs takes sizes of at least 10 tasks (a tenth is measured)")
+    if args.history is not None and args.history < 0:
+        parser.error("--history must not be negative")
+    if args.history_drain is not None and 0 < args.history_drain < 10:
+        parser.error("--history-drain must be 0 or at least 10")
     return args
+
+
+def growth_sizes(args: argparse.Namespace) -> Any:
+    """The growth suite's sizes: the defaults (or --quick's), with the options given."""
+    import dataclasses
+
+    from benchmarks import growth
+
+    sizes = growth.QUICK if args.quick else growth.FULL
+    changes: dict[str, Any] = {}
+    if args.backlogs:
+        changes["backlogs"] = tuple(args.backlogs)
+    if args.history is not None:
+        changes["history"] = args.history
+    if args.history_drain is not None:
+        changes["history_drain"] = args.history_drain
+    return dataclasses.replace(sizes, **changes)
 
 
 # --- child: one configuration, one run ---------------------------------------------------------
@@ -164,6 +217,12 @@ def child_main(mode: str, args: argparse.Namespace) -> dict[str, Any]:
             scale.prepared_system(mode.removeprefix("scale-"), postgres_url, args.redis_url) as system,
         ):
             return {"mode": mode, **run_steps(scale.steps(system, scale_sizes, logs))}
+    if mode.startswith("growth-"):
+        with databases.fresh_database(mode.removeprefix("growth-"), postgres_url) as environment:
+            databases.setup_django(environment)
+            from benchmarks import growth
+
+            return {"mode": mode, **run_steps(growth.steps(growth_sizes(args)))}
     if mode == "original":
         from benchmarks import run_original
 
@@ -190,6 +249,12 @@ def run_child(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, str(Path(__file__).resolve()), "--worker-mode", mode, "--json"]
     command += ["--postgres-url", args.postgres_url, "--redis-url", args.redis_url]
     command += ["--quick"] if args.quick else []
+    if args.backlogs:
+        command += ["--backlogs", ",".join(str(size) for size in args.backlogs)]
+    if args.history is not None:
+        command += ["--history", str(args.history)]
+    if args.history_drain is not None:
+        command += ["--history-drain", str(args.history_drain)]
     try:
         done = subprocess.run(
             command, cwd=ROOT, stdout=subprocess.PIPE, text=True, timeout=CHILD_TIMEOUT, check=False
@@ -303,6 +368,39 @@ def scale_main(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 1 if failed else 0
 
 
+def growth_main(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """The growth suite: one child per database and run, then its section of the report."""
+    from benchmarks import growth_report
+
+    postgres_url = args.postgres_url if "postgres" in args.databases else None
+    try:
+        machine = machine_facts(postgres_url)
+        if postgres_url:
+            machine["PostgreSQL autovacuum"] = databases.postgres_setting(postgres_url, "autovacuum")
+    except Exception as exc:
+        print(f"PostgreSQL is not reachable ({exc}); pass --databases sqlite to skip it.", file=sys.stderr)
+        return 2
+    started = perf_counter()
+    modes = [growth_report.mode(name) for name in args.databases]
+    results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    for run in range(args.runs):
+        for mode in modes:
+            print(f"run {run + 1}/{args.runs}: {mode}", file=sys.stderr, flush=True)
+            results[mode].append(run_child(mode, args))
+    machine["load average at end (1, 5, 15 min)"] = _load_average()
+    machine["suite duration"] = f"{perf_counter() - started:.0f} s"
+    section = growth_report.render(machine, shown_command(argv), results, growth_sizes(args), args.runs)
+    print(section)
+    output = args.output or (None if args.quick else DEFAULT_OUTPUT)
+    if output is not None:
+        previous = output.read_text(encoding="utf-8") if output.exists() else ""
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(growth_report.splice(previous, section), encoding="utf-8")
+        print(f"wrote {output}", file=sys.stderr)
+    failed = any(result.get("errors") for runs in results.values() for result in runs)
+    return 1 if failed else 0
+
+
 def parent_main(args: argparse.Namespace, argv: Sequence[str]) -> int:
     sizes = QUICK if args.quick else FULL
     postgres_url = args.postgres_url if "postgres" in args.databases else None
@@ -322,11 +420,12 @@ def parent_main(args: argparse.Namespace, argv: Sequence[str]) -> int:
     print(text)
     output = args.output or (None if args.quick else DEFAULT_OUTPUT)
     if output is not None:
-        from benchmarks import scale_report
+        from benchmarks import growth_report, scale_report
 
         previous = output.read_text(encoding="utf-8") if output.exists() else ""
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(scale_report.carry_over(previous, text), encoding="utf-8")
+        document = growth_report.carry_over(previous, scale_report.carry_over(previous, text))
+        output.write_text(document, encoding="utf-8")
         print(f"wrote {output}", file=sys.stderr)
     failed = any(result.get("errors") for runs in results.values() for result in runs)
     return 1 if failed else 0
@@ -350,6 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.suite == "scale":
         return scale_main(args, argv)
+    if args.suite == "growth":
+        return growth_main(args, argv)
     return parent_main(args, argv)
 
 

@@ -88,3 +88,13 @@ def postgres_version(admin_url: str) -> str:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         row = conn.execute("SHOW server_version").fetchone()
     return str(row[0]) if row else "?"
+
+
+def postgres_setting(admin_url: str, name: str) -> str:
+    """A server setting as ``SHOW`` gives it, e.g. ``autovacuum`` -> ``off``."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        row = conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()
+    return str(row[0]) if row else "?"

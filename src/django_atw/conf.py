@@ -69,6 +69,12 @@ class AtwSettings(BaseModel):
     MAX_RESULT_BYTES: int = Field(
         10_485_760, ge=1, description="Largest task result in bytes, as JSON; a larger one fails the task."
     )
+    VACUUM_INTERVAL: float = Field(
+        10.0,
+        ge=0,
+        description="Seconds between a worker's checks of the task table's dead rows, vacuuming it "
+        "when claims and completions left many (PostgreSQL); 0 disables.",
+    )
     SCHEDULER: bool = Field(
         True, description="Run periodic-task scheduling passes in this process's workers (docs: README)."
     )

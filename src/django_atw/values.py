@@ -177,3 +177,33 @@ class ScheduleState:
     handled_until: datetime
     last_run_at: datetime | None
     next_run_at: datetime | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TableStats:
+    """The task table's row counts, vacuums and analyzes from PostgreSQL's statistics
+    (``pg_stat_user_tables``)."""
+
+    live: int
+    dead: int
+    # Seconds since the table's last vacuum, manual or automatic, ended (the server's clock);
+    # None if it never had one.
+    since_vacuum: float | None
+    # Manual vacuums so far (VACUUM statements that ran to the end; autovacuum not counted).
+    vacuums: int
+    # Rows inserted, updated or deleted since the planner's statistics were last gathered.
+    modified: int
+    # Whether the table was ever analyzed (ANALYZE or autovacuum's), and manual analyzes so far.
+    analyzed: bool
+    analyzes: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Vacuumed:
+    """What a worker did to the task table: VACUUM, ANALYZE or both, dead rows before and after."""
+
+    vacuumed: bool
+    analyzed: bool
+    dead_before: int
+    dead_after: int
+    seconds: float

@@ -1,5 +1,5 @@
 """A running worker's background duties: heartbeats, lease recovery, other processes' changes,
-retention."""
+retention, vacuuming the task table."""
 
 from __future__ import annotations
 
@@ -51,6 +51,11 @@ class Housekeeper:
     file: a heartbeat may still wait for the write lock, but every write elsewhere is one short
     transaction (retention deletes ``store.DELETE_BATCH`` rows per transaction), so the wait
     is bounded by one of them, far below any sensible lease.
+
+    On PostgreSQL, every ``vacuum_interval`` seconds (none when 0), the task table's statistics
+    are read on the lease connection and, when claims and completions have left enough dead
+    rows (``store.vacuum_due``) or changed enough rows (``store.analyze_due``), the table is
+    vacuumed and analyzed on a connection opened for that alone (see ``vacuum``).
     """
 
     def __init__(
@@ -66,6 +71,7 @@ class Housekeeper:
         lease: float = 30.0,
         register: Callable[[], Awaitable[None]] | None = None,
         lease_db: DatabaseThread | None = None,
+        vacuum_interval: float = 0.0,
     ) -> None:
         self._worker_id = worker_id
         self._db = db
@@ -79,6 +85,7 @@ class Housekeeper:
         self._cleanup_interval = cleanup_interval
         self._lease = lease
         self._register = register
+        self._vacuum_interval = vacuum_interval
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -88,6 +95,8 @@ class Housekeeper:
             self._tasks.append(
                 asyncio.create_task(self._cleanup_loop(), name=f"atw-cleanup-{self._worker_id}")
             )
+        if self._vacuum_interval > 0:
+            self._tasks.append(asyncio.create_task(self._vacuum_loop(), name=f"atw-vacuum-{self._worker_id}"))
 
     def side_tasks(self) -> list[asyncio.Task[None]]:
         """The long-lived tasks the worker watches (polling, heartbeats, cleanup)."""
@@ -171,6 +180,65 @@ class Housekeeper:
         """
         share = math.ceil(len(self._futures) * self._poll_interval / FULL_CHECK)
         return max(CHECK_AT_ONCE, share)
+
+    async def _vacuum_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._vacuum_interval)
+            try:
+                await self.vacuum()
+            except Exception as exc:
+                logger.warning(
+                    "vacuum of the task table failed (%s); retrying at the next check", _brief(exc)
+                )
+
+    async def vacuum(self, min_gap: float | None = None) -> store.Vacuumed | None:
+        """VACUUM the task table if enough dead rows piled up and no other worker is at it.
+
+        ANALYZE goes with it, or runs alone, when enough rows changed since the planner's
+        statistics were gathered (``store.analyze_due``).
+
+        The statistics are read on the lease connection (one short query); only when a vacuum
+        is due does a connection of its own open, in autocommit, for the vacuum
+        (``store.vacuum_if_due``), and close after it: a vacuum of a large table takes
+        seconds, and must hold back neither claims nor heartbeats. At most one vacuum per
+        ``min_gap`` seconds (default: ``vacuum_interval``) for all workers together (the table's
+        last vacuum, in its statistics). A stop cancels a vacuum under way
+        (``pg_cancel_backend``). Returns what was vacuumed, or None.
+        """
+        gap = self._vacuum_interval if min_gap is None else min_gap
+        stats = await self._lease_db.run(store.table_stats)
+        if stats is None or not store.maintenance_due(stats, gap):
+            return None
+        db = DatabaseThread(f"atw-vacuum-{self._worker_id}")
+        pid: int | None = None
+        try:
+            pid = await db.run(store.backend_pid)
+            vacuumed = await db.run(store.vacuum_if_due, gap)
+        except asyncio.CancelledError:
+            if pid is not None:
+                await self._lease_db.run(store.cancel_backend, pid)
+            raise
+        finally:
+            await db.close()
+        if vacuumed is None:
+            return None
+        # A vacuum that removed almost nothing: something still sees the dead rows, and the
+        # next vacuums will fail the same way until it ends.
+        held = vacuumed.vacuumed and vacuumed.dead_after >= 0.9 * vacuumed.dead_before
+        (logger.warning if held else logger.info)(
+            "%s the task table in %.1f s: %d dead rows before, %d after%s",
+            " and ".join(
+                w for w, done in (("vacuumed", vacuumed.vacuumed), ("analyzed", vacuumed.analyzed)) if done
+            ),
+            vacuumed.seconds,
+            vacuumed.dead_before,
+            vacuumed.dead_after,
+            "; an old transaction, prepared transaction or replication slot keeps them "
+            "(see pg_stat_activity.backend_xmin)"
+            if held
+            else "",
+        )
+        return vacuumed
 
     async def _poll_once(self) -> None:
         running = self._pool.running

@@ -128,6 +128,8 @@ class Runtime:
             cleanup_interval=worker.cleanup_interval,
             lease=worker.worker_lease,
             register=self.register,
+            # SQLite keeps no dead row versions to vacuum (see store/maintenance.py).
+            vacuum_interval=get_settings().VACUUM_INTERVAL if connection.vendor == "postgresql" else 0.0,
         )
         self.housekeeper.start()
         stack.push_async_callback(self._bounded, "housekeeper", self.housekeeper.stop)

@@ -9,6 +9,7 @@ async callers run them in a thread. The modules split by concern:
 - ``workers``: register, heartbeat, stop, lease recovery, pruning;
 - ``reads``: task reads for the Python API, pages and health for the HTTP API, event rows;
 - ``schedules``: schedule rows, the unique tick insert, code-schedule sync;
+- ``maintenance``: the task table's dead rows and the workers' VACUUM and ANALYZE of it (PostgreSQL);
 - ``_vendor``: the one SQLite/PostgreSQL switch.
 
 Callers use the names re-exported here (``store.claim_batch``), never the submodules.
@@ -23,10 +24,27 @@ from ..values import (
     PageFilters,
     Reaped,
     ScheduleState,
+    TableStats,
     TaskHistory,
+    Vacuumed,
 )
 from ._vendor import CANCEL_CHANNEL, FINISHED, TASK_ADDED_CHANNEL
 from .claims import claim_batch, write_batch
+from .maintenance import (
+    ANALYZE_MIN,
+    ANALYZE_SCALE,
+    VACUUM_LOCK,
+    VACUUM_MIN_DEAD,
+    VACUUM_SCALE,
+    analyze_due,
+    backend_pid,
+    cancel_backend,
+    due_work,
+    maintenance_due,
+    table_stats,
+    vacuum_due,
+    vacuum_if_due,
+)
 from .reads import (
     EVENT_FIELDS,
     changed_since,
@@ -72,6 +90,8 @@ from .workers import (
 )
 
 __all__ = [
+    "ANALYZE_MIN",
+    "ANALYZE_SCALE",
     "CANCELLED_PENDING",
     "CANCEL_CHANNEL",
     "CANCEL_REQUESTED",
@@ -81,6 +101,9 @@ __all__ = [
     "NOT_CANCELLABLE",
     "PRUNE_BATCH",
     "TASK_ADDED_CHANNEL",
+    "VACUUM_LOCK",
+    "VACUUM_MIN_DEAD",
+    "VACUUM_SCALE",
     "WORKER_DIED_ERROR_TYPE",
     "ClaimedTask",
     "FailedAttempt",
@@ -90,11 +113,16 @@ __all__ = [
     "PageFilters",
     "Reaped",
     "ScheduleState",
+    "TableStats",
     "TaskHistory",
+    "Vacuumed",
     "add_tasks",
     "advance",
+    "analyze_due",
     "announce_added",
+    "backend_pid",
     "cancel",
+    "cancel_backend",
     "cancel_requested_among",
     "changed_since",
     "claim_batch",
@@ -103,6 +131,7 @@ __all__ = [
     "count_pending",
     "delete_finished_before",
     "delete_finished_chunk",
+    "due_work",
     "event_rows",
     "finished_among",
     "first_running_with_cache_key",
@@ -116,6 +145,7 @@ __all__ = [
     "list_tasks",
     "list_tasks_page",
     "list_workers",
+    "maintenance_due",
     "mark_worker_stopped",
     "newest_event_rows",
     "prune_ticks",
@@ -126,6 +156,9 @@ __all__ = [
     "register_worker",
     "release",
     "sync_code_schedules",
+    "table_stats",
+    "vacuum_due",
+    "vacuum_if_due",
     "watch_states",
     "write_batch",
 ]
