@@ -1,6 +1,7 @@
 """The atw_worker command as a real process: burst mode, readiness, graceful SIGTERM."""
 
 import asyncio
+import io
 import os
 import pty
 import signal
@@ -128,3 +129,37 @@ def test_bad_options_are_refused_with_the_expected_form():
     )
     assert result.returncode != 0
     assert "expected a positive whole number, got '0'" in result.stderr
+
+
+async def test_the_burst_total_never_counts_a_task_that_ends_during_the_count_twice(make_worker, monkeypatch):
+    """A refresh read running tasks, then the pending count, then the done count: tasks that
+    ended during the count were counted running and done, and the bar's total grew for good."""
+    from django_atw.management.commands import atw_worker as command
+
+    worker = await make_worker(max_workers=3)
+    names = [f"burst-race-{i}" for i in range(3)]
+    ids = [await worker.add_task(tasks.wait_for_gate, name) for name in names]
+    for name in names:
+        await tasks.started_event(name).wait()
+    loop = asyncio.get_running_loop()
+
+    async def finish_all() -> None:
+        for name in names:
+            tasks.gate(name).set()
+        await worker.wait_for_tasks(ids)  # resolved after the outcomes' commit counted them
+
+    real_count = command.count_pending
+    ended_during_count = []
+
+    def count_while_the_tasks_end(queues, ready_only=False):
+        if not ended_during_count:
+            asyncio.run_coroutine_threadsafe(finish_all(), loop).result(timeout=30)
+            ended_during_count.append(True)
+        return real_count(queues, ready_only=ready_only)
+
+    monkeypatch.setattr(command, "count_pending", count_while_the_tasks_end)
+    progress = command.BurstProgress(io.StringIO())
+    async with asyncio.timeout(30):
+        await command.Command()._until_drained(worker, asyncio.Event(), progress)
+    assert ended_during_count
+    assert progress.total == 3
