@@ -78,3 +78,29 @@ def test_the_static_files_ship_with_the_package():
     for name in ("dashboard.js", "dashboard.css", "vendor/uPlot.iife.min.js", "vendor/uPlot.min.css"):
         assert finders.find(f"django_atw/{name}"), name
     assert finders.find("django_atw/vendor/uPlot.LICENSE")
+
+
+def test_a_frame_never_counts_fewer_finished_tasks_per_type_than_its_chart(monkeypatch):
+    """The frame's reads are not one snapshot. A task that finished between them used to be in
+    the chart (throughput, read last) but not in the per-type table (read first)."""
+    from django.utils import timezone
+
+    from django_atw import enqueue
+    from django_atw.models import TaskRecord
+    from django_atw.realtime import dashboard
+    from django_atw.store import stats
+
+    real_throughput = stats.throughput
+
+    def a_task_ends_just_before(since):
+        task_id = enqueue("noop")  # it runs and completes "meanwhile"
+        now = timezone.now()
+        TaskRecord.objects.filter(id=task_id).update(status="completed", started_at=now, completed_at=now)
+        return real_throughput(since)
+
+    monkeypatch.setattr(stats, "throughput", a_task_ends_just_before)
+    frame = dashboard.read_snapshot(full=True)
+    charted = sum(bucket[1] for bucket in frame["throughput"])
+    tabled = sum(t["completed"] for t in frame["types"])
+    assert charted == 1
+    assert tabled >= charted
