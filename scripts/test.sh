@@ -10,6 +10,7 @@
 #   ATW_DJANGO          a pip requirement to pin Django, e.g. "django>=6.1,<6.2"
 #   ATW_TEST_POSTGRES   postgresql://user@host:port/db for the PostgreSQL run
 #   ATW_SKIP_LINT=1     skip ruff and mypy (they run once per CI, not per interpreter)
+#   ATW_TEST_WORKERS    pytest-xdist processes (default: the CPU count, at most 4; 0 runs serially)
 # The browser tests (tests/live_browser) need Debian's Chromium at /usr/bin/chromium; without it
 # they are skipped with the reason.
 set -euo pipefail
@@ -53,11 +54,15 @@ if [ -z "${ATW_SKIP_LINT:-}" ]; then
 fi
 DJANGO_SETTINGS_MODULE=tests.settings "$VENV/bin/python" -m django makemigrations django_atw --check --dry-run
 
+# Each xdist worker has its own test database and Redis database (tests/conftest.py), so the
+# workers never see each other's rows or flushes.
+WORKERS=${ATW_TEST_WORKERS:-$("$VENV/bin/python" -c "import os; print(min(4, os.cpu_count() or 1))")}
+
 echo "== test suite on SQLite"
-ATW_TEST_DATABASE=sqlite "$VENV/bin/pytest" -q "$@"
+ATW_TEST_DATABASE=sqlite "$VENV/bin/pytest" -q -n "$WORKERS" "$@"
 if [ -n "${ATW_TEST_POSTGRES:-}" ]; then
   echo "== test suite on PostgreSQL"
-  ATW_TEST_DATABASE=postgres "$VENV/bin/pytest" -q "$@"
+  ATW_TEST_DATABASE=postgres "$VENV/bin/pytest" -q -n "$WORKERS" "$@"
 else
   echo "== PostgreSQL run skipped: set ATW_TEST_POSTGRES=postgresql://user@host:port/db to run it"
 fi

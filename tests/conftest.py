@@ -16,6 +16,21 @@ from tests.sampleapp import tasks as sample
 T = TypeVar("T")
 
 
+def _own_redis_database() -> None:
+    """Under pytest-xdist each worker gets its own Redis database (the URL's number plus the
+    worker's index): tests flush their database, and must not flush another worker's. Set in
+    the environment, so the servers and workers a test starts use it too."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    url = os.environ.get("ATW_TEST_REDIS", "")
+    if not (worker.startswith("gw") and url):
+        return
+    base, _, number = url.rpartition("/")
+    os.environ["ATW_TEST_REDIS"] = f"{base}/{int(number or 0) + int(worker[2:])}"
+
+
+_own_redis_database()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if settings.DATABASE_KIND == "postgres" and not os.environ.get("ATW_TEST_POSTGRES"):
         skip = pytest.mark.skip(
