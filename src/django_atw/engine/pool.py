@@ -118,12 +118,12 @@ class WorkerPool:
     def reserve(self, count: int) -> int:
         """Take up to ``count`` free slots for tasks added in this process; return how many.
 
-        Only while no backlog is known (the last claim emptied the queue): a task added here
-        must not overtake pending tasks that a claim would run first. The caller stores the
-        reserved tasks already claimed and hands them to ``start_reserved``, saving the claim's
-        round trip; it gives back what it did not use with ``unreserve``.
+        The caller stores the reserved tasks already claimed and hands them to
+        ``start_reserved``, saving the claim's round trip, unless the database holds a pending
+        task a claim would run first (the caller checks in the INSERT's hop: a task added here
+        never overtakes one); it gives back what it did not use with ``unreserve``.
         """
-        if self._stopping or self._maybe_more:
+        if self._stopping:
             return 0
         taken = max(0, min(count, self._free()))
         self._reserved += taken
