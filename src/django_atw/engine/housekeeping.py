@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from .. import store
 from ..conf import get_settings
+from ..logs import brief
 from ..store.thread import DatabaseThread
 from .futures import TaskFutureManager
 from .pool import WorkerPool
@@ -116,7 +117,7 @@ class Housekeeper:
             try:
                 await self._poll_once()
             except Exception as exc:
-                logger.warning("worker housekeeping failed (%s); retrying at the next poll", _brief(exc))
+                logger.warning("worker housekeeping failed (%s); retrying at the next poll", brief(exc))
 
     async def _lease_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -130,7 +131,7 @@ class Housekeeper:
                 if loop.time() >= next_prune and await self.prune() < store.PRUNE_BATCH:
                     next_prune = loop.time() + PRUNE_INTERVAL
             except Exception as exc:
-                logger.warning("heartbeat or lease recovery failed (%s); retrying", _brief(exc))
+                logger.warning("heartbeat or lease recovery failed (%s); retrying", brief(exc))
 
     async def beat(self) -> None:
         """Heartbeat; if the lease was lost meanwhile, drop the running tasks and register again."""
@@ -187,9 +188,7 @@ class Housekeeper:
             try:
                 await self.vacuum()
             except Exception as exc:
-                logger.warning(
-                    "vacuum of the task table failed (%s); retrying at the next check", _brief(exc)
-                )
+                logger.warning("vacuum of the task table failed (%s); retrying at the next check", brief(exc))
 
     async def vacuum(self, min_gap: float | None = None) -> store.Vacuumed | None:
         """VACUUM the task table if enough dead rows piled up and no other worker is at it.
@@ -276,8 +275,3 @@ async def delete_finished_in_chunks(
         total += deleted
         if deleted < batch_size:
             return total
-
-
-def _brief(exc: BaseException) -> str:
-    """One line about a failure, for logs that repeat while the database is away."""
-    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"

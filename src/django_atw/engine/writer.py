@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from django.db import DataError, IntegrityError
 
 from .. import store
+from ..logs import brief
 from ..store.thread import DatabaseThread
 from ..values import Outcome
 from .executor import ProgressTracker
@@ -142,14 +143,14 @@ class OutcomeWriter:
             logger.warning(
                 "the database refused a value among %d outcomes (%s); storing them in parts",
                 len(outcomes),
-                _brief(exc),
+                brief(exc),
             )
             stored = await self._isolate(outcomes, exc)
             if progress:
                 try:
                     await self._store(progress, [])
                 except _REFUSED as refused:
-                    logger.error("the database refused progress values (%s); dropped them", _brief(refused))
+                    logger.error("the database refused progress values (%s); dropped them", brief(refused))
         self._in_flight = 0
         if len(stored) < len(outcomes):
             _log_dropped(outcomes, stored)
@@ -168,7 +169,7 @@ class OutcomeWriter:
                 raise
             except Exception as exc:
                 logger.warning(
-                    "could not store %d outcomes (%s); retrying in %.1fs", len(outcomes), _brief(exc), delay
+                    "could not store %d outcomes (%s); retrying in %.1fs", len(outcomes), brief(exc), delay
                 )
                 await asyncio.sleep(delay)
                 # Back off while the database stays away, up to a few poll intervals.
@@ -186,7 +187,7 @@ class OutcomeWriter:
             logger.error(
                 "the database refused the outcome of task %s (%s); storing it as failed",
                 outcome.task_id,
-                _brief(exc),
+                brief(exc),
             )
             try:
                 return await self._store([], [unstorable(outcome, exc)])
@@ -208,12 +209,6 @@ class OutcomeWriter:
 # anything is sent (text it cannot encode, such as a lone surrogate; psycopg2's NUL check).
 # Anything else (OperationalError, InterfaceError: the database is away) is retried.
 _REFUSED = (DataError, IntegrityError, ValueError)
-
-
-def _brief(exc: BaseException) -> str:
-    """The first line of an error (the rest may quote whole statements and their values)."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:200] if lines else ''}"
 
 
 def _log_dropped(outcomes: Sequence[Outcome], stored: Sequence[Outcome]) -> None:

@@ -12,6 +12,8 @@ import logging
 import weakref
 from typing import Any
 
+from ..logs import brief
+
 logger = logging.getLogger(__name__)
 
 # Seconds one ``group_send`` may take before it is given up. A healthy layer answers in about
@@ -65,7 +67,7 @@ async def group_send(layer: Any, group: str, message: dict[str, Any]) -> bool:
     except Exception as exc:
         if layer not in _outages:
             _outages[layer] = 0
-            reason = f"no answer within {SEND_TIMEOUT:g}s" if isinstance(exc, TimeoutError) else _brief(exc)
+            reason = f"no answer within {SEND_TIMEOUT:g}s" if isinstance(exc, TimeoutError) else brief(exc)
             logger.warning(
                 "channel layer did not take a task event (%s); dropping events until it answers, "
                 "clients catch up from the database when they subscribe",
@@ -82,8 +84,3 @@ def count_dropped(layer: Any, events: int) -> None:
     """Add to the events dropped during the layer's current outage (reported when it ends)."""
     if layer in _outages:
         _outages[layer] += events
-
-
-def _brief(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
