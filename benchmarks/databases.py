@@ -33,10 +33,10 @@ def _close_django_connections() -> None:
     if apps.ready:
         # django_atw's own threads (group commit, NOTIFY) hold connections too; closing them
         # here also sends what the notifier holds before the database is gone.
-        from django_atw import adding, wakeup
+        from django_atw import adding, notifier
 
         adding.close_group_connection()
-        wakeup.NOTIFIER.close()
+        notifier.NOTIFIER.close()
 
 
 @contextlib.contextmanager

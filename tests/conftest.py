@@ -74,11 +74,11 @@ async def _close_sync_to_async_connections() -> AsyncIterator[None]:
     """
     yield
     await sync_to_async(connections.close_all)()
-    from django_atw import adding, wakeup
+    from django_atw import adding, notifier
 
     # The threads of the group commit and of the notifier have connections of their own.
     await asyncio.to_thread(adding.close_group_connection)
-    await asyncio.to_thread(wakeup.NOTIFIER.close)
+    await asyncio.to_thread(notifier.NOTIFIER.close)
 
 
 @pytest.fixture

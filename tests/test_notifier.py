@@ -12,6 +12,7 @@ from django.db import OperationalError, connection, transaction
 
 from django_atw import aenqueue, enqueue, enqueue_many, store, wakeup
 from django_atw.models import TaskRecord
+from django_atw.notifier import NOTIFIER, Notifier
 
 pytestmark = pytest.mark.django_db(transaction=True)
 WAIT = 10.0  # seconds before a missing event fails the test (never reached when all is well)
@@ -43,7 +44,7 @@ def test_enqueue_inside_atomic_notifies_other_processes_only_once_committed(monk
     def record(queues: Sequence[str]) -> None:
         sent.append((set(queues), connection.in_atomic_block))
 
-    monkeypatch.setattr(wakeup.NOTIFIER, "send", record)  # PostgreSQL
+    monkeypatch.setattr(NOTIFIER, "send", record)  # PostgreSQL
     monkeypatch.setattr(wakeup, "broadcast", record)  # other databases: the channel layer
     with pytest.raises(ZeroDivisionError), transaction.atomic():
         enqueue("noop")
@@ -68,7 +69,7 @@ def test_the_notifier_sends_each_queue_once_per_burst(monkeypatch):
             assert release.wait(WAIT)
 
     monkeypatch.setattr(store, "announce_added", announce)
-    notifier = wakeup.Notifier()
+    notifier = Notifier()
     notifier.send(["a"])
     assert entered.wait(WAIT)  # the first NOTIFY is in flight: what follows waits for it
     for queues in (["b"], ["a"], ["b", "a"]):
@@ -89,7 +90,7 @@ def test_a_failing_notify_is_logged_and_the_notifier_goes_on(monkeypatch, caplog
         sent.append(list(queues))
 
     monkeypatch.setattr(store, "announce_added", announce)
-    notifier = wakeup.Notifier()
+    notifier = Notifier()
     notifier.send(["a"])
     assert notifier.flush(WAIT)
     assert "could not NOTIFY added tasks (OperationalError: server closed" in caplog.text

@@ -2,7 +2,7 @@
 
 In-process: ``notify`` and ``notify_cancel`` call the listening workers' callbacks on their
 loops, from any thread. Across processes, ``notify_processes`` is called once added tasks are
-committed: on PostgreSQL it hands the queue names to the process's ``Notifier``, whose thread
+committed: on PostgreSQL it hands the queue names to the process's ``notifier.NOTIFIER``, whose thread
 NOTIFYs each queue once per burst of adds on a connection of its own (a NOTIFY inside every
 adding transaction would serialize their commits on the server's notification lock). Released
 tasks and cancel requests NOTIFY in their own statements. Each worker's ``PostgresListener``
@@ -17,10 +17,8 @@ fallback: a lost wake-up only delays a task, never loses it.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import logging
-import os
 import socket
 import threading
 import weakref
@@ -31,7 +29,9 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.db import connections
 
-from . import doorbell, store
+from . import doorbell
+from .logs import brief
+from .notifier import NOTIFIER
 from .realtime.groups import CANCEL_REQUESTED, TASKS_ADDED, WAKEUP_GROUP
 from .store import CANCEL_CHANNEL, TASK_ADDED_CHANNEL
 
@@ -45,8 +45,6 @@ MAX_RECONNECT_DELAY = 10.0
 BROADCAST_TIMEOUT = 1.0
 # Seconds between re-joins of the group: channels_redis forgets a membership after a day.
 GROUP_REFRESH = 3600.0
-# Seconds the interpreter's exit waits for the notifier to send what it holds.
-NOTIFIER_EXIT_WAIT = 2.0
 # Connection parameters Django passes to psycopg that only make sense for its own cursors.
 _DJANGO_ONLY_PARAMS = ("context", "cursor_factory", "prepare_threshold", "server_side_binding", "pool")
 
@@ -127,105 +125,6 @@ def notify_processes(queues: Iterable[str]) -> None:
         broadcast(queues=queues)
 
 
-class Notifier:
-    """One thread per process that NOTIFYs added queues on its own connection, coalescing bursts.
-
-    ``send`` only records the names and wakes the thread; the thread sends every name recorded
-    meanwhile with one statement (``store.announce_added``), so a burst of adds from many
-    threads costs one NOTIFY per queue, committed by one connection instead of contending for
-    the server's notification lock at each add's commit. A failed send is retried once on a
-    new connection, then logged and dropped: the tasks are stored, and workers poll.
-
-    The thread starts on the first ``send`` (again in a forked child) and ends with ``close``,
-    which sends what is pending and closes the connection (also at interpreter exit).
-    """
-
-    def __init__(self) -> None:
-        self._reset()
-        atexit.register(self.close, NOTIFIER_EXIT_WAIT)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._reset)
-
-    def _reset(self) -> None:
-        self._changed = threading.Condition(threading.Lock())
-        self._pending: set[str] = set()
-        self._sending = False
-        self._closing = False
-        self._failing = False
-        self._thread: threading.Thread | None = None
-
-    def send(self, queues: Iterable[str]) -> None:
-        """Have the thread NOTIFY ``queues`` soon (the tasks in them must be committed)."""
-        with self._changed:
-            self._pending.update(queues)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="atw-notifier", daemon=True)
-                self._thread.start()
-            self._changed.notify_all()
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every name sent so far is NOTIFYed (or dropped); False on timeout."""
-        with self._changed:
-            return self._changed.wait_for(lambda: not self._pending and not self._sending, timeout)
-
-    def close(self, timeout: float | None = None) -> None:
-        """Send what is pending, close the connection and end the thread (a later send restarts it)."""
-        with self._changed:
-            thread = self._thread
-            if thread is None:
-                return
-            self._closing = True
-            self._changed.notify_all()
-        thread.join(timeout)
-        with self._changed:
-            if self._thread is thread and not thread.is_alive():
-                self._thread = None
-                self._closing = False
-
-    def _run(self) -> None:
-        try:
-            while True:
-                with self._changed:
-                    self._changed.wait_for(lambda: self._pending or self._closing)
-                    if not self._pending:
-                        return  # closing, nothing left
-                    queues = sorted(self._pending)
-                    self._pending.clear()
-                    self._sending = True
-                try:
-                    self._send(queues)
-                finally:
-                    with self._changed:
-                        self._sending = False
-                        self._changed.notify_all()
-        finally:
-            connections.close_all()
-
-    def _send(self, queues: list[str]) -> None:
-        for attempt in (1, 2):
-            try:
-                store.announce_added(queues)
-            except Exception as exc:
-                with contextlib.suppress(Exception):  # a dropped connection stays broken: reconnect
-                    connections["default"].close()
-                if attempt == 1:
-                    continue
-                if not self._failing:
-                    logger.warning(
-                        "could not NOTIFY added tasks (%s); workers in other processes will poll",
-                        _brief(exc),
-                    )
-                self._failing = True
-                return
-            if self._failing:
-                logger.info("NOTIFY of added tasks works again")
-                self._failing = False
-            return
-
-
-NOTIFIER = Notifier()
-
-
 class _ReconnectingListener:
     """One asyncio task that listens for wake-ups and cancels, and reconnects with backoff.
 
@@ -283,7 +182,7 @@ class _ReconnectingListener:
                 self.connected.clear()
                 logger.warning(
                     "wake-up listener lost its connection (%s); polling meanwhile, retrying in %.1fs",
-                    _brief(exc),
+                    brief(exc),
                     delay,
                 )
                 await asyncio.sleep(delay)
@@ -378,7 +277,7 @@ async def abroadcast(*, queues: Iterable[str] = (), cancel: str | None = None) -
         async with asyncio.timeout(BROADCAST_TIMEOUT):
             await layer.group_send(WAKEUP_GROUP, message)
     except Exception as exc:
-        logger.warning("could not send a wake-up over the channel layer (%s); workers will poll", _brief(exc))
+        logger.warning("could not send a wake-up over the channel layer (%s); workers will poll", brief(exc))
 
 
 def broadcast(*, queues: Iterable[str] = (), cancel: str | None = None) -> None:
@@ -474,11 +373,6 @@ class DoorbellListener(_ReconnectingListener):
 
 # The cross-process listener a worker runs, by database and settings.
 Listener = PostgresListener | ChannelLayerListener | DoorbellListener
-
-
-def _brief(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
 
 
 def local_worker_count() -> int:
