@@ -10,6 +10,7 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from django_atw import aenqueue, store
+from django_atw.realtime import publisher
 from django_atw.realtime.groups import BATCH_TYPE, LIST_GROUP, task_group
 from django_atw.realtime.payloads import MAX_RESULT_BYTES, task_payload
 from django_atw.realtime.relay import Relay
@@ -85,3 +86,34 @@ async def test_with_the_in_memory_layer_the_relay_also_publishes_other_processes
     finally:
         await relay.stop()
     assert await received_ids(layer, channel) == {pending, running}
+
+
+async def test_publishing_to_watched_tasks_scans_the_in_memory_layer_once_a_chunk(layer, monkeypatch):
+    # The in-memory layer's group_send scans every group it holds before sending: once per
+    # watched task, 2,000 watched tasks made each send cost 1.2 ms and a bulk change of them
+    # held the web process's loop for seconds (HTTP p99 150-300 ms in benchmarks/relay_http.py).
+    channel = await layer.new_channel()
+    for i in range(2_000):
+        await layer.group_add(task_group(f"t{i}"), channel)
+    scans = 0
+    scan = layer._clean_expired
+
+    def counted_scan() -> None:
+        nonlocal scans
+        scans += 1
+        scan()
+
+    monkeypatch.setattr(layer, "_clean_expired", counted_scan)
+    now = timezone.now()
+    row = {
+        "task_type": "echo", "queue": "default", "status": "running", "progress": 0.5, "created_at": now,
+        "started_at": now, "completed_at": None, "error": "", "from_cache": False, "attempts": 1,
+        "max_attempts": 3, "run_after": None, "result": None, "created_by_id": None, "worker_id": "w",
+        "updated_at": now,
+    }  # fmt: skip
+    rows = [{**row, "id": f"t{i}"} for i in range(250)]
+    assert await publisher.publish_rows(layer, rows) == 250
+    assert scans == 3  # one per chunk of 100 rows (its list-group message), none per task
+    # Every watched task's event reached its member.
+    delivered = [(await layer.receive(channel))["task"]["id"] for _ in range(250)]
+    assert delivered == [f"t{i}" for i in range(250)]

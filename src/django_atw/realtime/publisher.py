@@ -23,7 +23,7 @@ from .. import store
 from ..status import TaskStatus
 from ..store.thread import DatabaseThread
 from .groups import LIST_GROUP, task_group
-from .layer import count_dropped, get_layer, group_send, may_have_members
+from .layer import count_dropped, get_layer, group_send, may_have_members, task_group_send
 from .payloads import MAX_RESULT_BYTES, batch_message, event_message
 
 logger = logging.getLogger(__name__)
@@ -38,9 +38,9 @@ MAX_PENDING = 10_000
 STOP_TIMEOUT = 2.0
 
 # Rows published per loop turn: one list-group message each, and one message per watched task.
-# A turn then costs about a millisecond with the in-memory layer (whose every send scans all
-# its groups) on a site with thousands of watched tasks, and a batch message stays small
-# (about 60 KB) for a Redis layer.
+# A turn then costs a few milliseconds with the in-memory layer on a site with thousands of
+# watched tasks (its group scan runs once a chunk: ``layer.task_group_send``), and a batch
+# message stays small (about 60 KB) for a Redis layer.
 PUBLISH_CHUNK = 100
 
 # Ids of the workers of this process that publish their own events (see ``Relay``).
@@ -72,7 +72,7 @@ async def publish_rows(layer: Any, rows: Iterable[dict[str, Any]]) -> int:
         delivered = True
         for row, message in zip(chunk, messages, strict=True):
             group = task_group(row["id"])
-            if may_have_members(layer, group) and not await group_send(layer, group, message):
+            if may_have_members(layer, group) and not await task_group_send(layer, group, message):
                 delivered = False
                 break
         if not (delivered and await group_send(layer, LIST_GROUP, batch_message(messages))):
