@@ -88,6 +88,11 @@ class TaskFutureManager:
             self._futures.move_to_end(task_id)
         return picked
 
+    def waiting(self, task_id: str) -> bool:
+        """True while someone's future for ``task_id`` is still pending."""
+        future = self._futures.get(task_id)
+        return future is not None and not future.done()
+
     def has(self, task_id: str) -> bool:
         return task_id in self._futures or task_id in self._kept
 

@@ -242,8 +242,14 @@ class Housekeeper:
     async def _poll_once(self) -> None:
         running = self._pool.running
         remote = self._futures.next_to_check(self.check_size(), skip=running)
-        if remote:
-            for info in (await self._db.run(store.finished_among, remote)).values():
+        # On the lease connection, a short read beside the heartbeats: on the claims' connection
+        # it queued claims and outcome writes behind it at every poll.
+        finished = await self._lease_db.run(store.finished_ids_among, remote) if remote else []
+        # Most of those finished here, and their futures resolved at the commit: the whole
+        # stored state is read only for the rest (finished elsewhere, or cancelled unstarted).
+        unresolved = [task_id for task_id in finished if self._futures.waiting(task_id)]
+        if unresolved:
+            for info in (await self._db.run(store.finished_among, unresolved)).values():
                 self._futures.resolve_from_info(info)
         if running:
             for task_id in await self._db.run(store.cancel_requested_among, self._worker_id, list(running)):
