@@ -41,20 +41,20 @@ class Observed(GroupCommit[Any, Any]):
 class HeldInserts:
     """``store.add_tasks`` that records each call's size and thread; once armed, holds the next."""
 
-    def __init__(self, real: Callable[[Sequence[NewTask]], list[str]]) -> None:
+    def __init__(self, real: Callable[..., list[str]]) -> None:
         self.real = real
         self.calls: list[tuple[str, int]] = []
         self.armed = False
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def __call__(self, new_tasks: Sequence[NewTask]) -> list[str]:
+    def __call__(self, new_tasks: Sequence[NewTask], claim_queues: Sequence[str] = ()) -> list[str]:
         self.calls.append((threading.current_thread().name, len(new_tasks)))
         if self.armed:
             self.armed = False
             self.entered.set()
             assert self.release.wait(WAIT)
-        return self.real(new_tasks)
+        return self.real(new_tasks, claim_queues)
 
     @property
     def sizes(self) -> list[int]:

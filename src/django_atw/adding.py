@@ -43,6 +43,7 @@ def add_new_tasks(
     cache: AsyncCacheAdapter | None,
     cache_key_fn: Callable[..., str] | None = None,
     max_queue_size: int | None = None,
+    claim_queues: Sequence[str] = (),
 ) -> list[str]:
     """Store validated tasks with one INSERT and return their ids in order.
 
@@ -56,7 +57,7 @@ def add_new_tasks(
     """
     add = _Add(new_tasks, cache, cache_key_fn, max_queue_size)
     add.assign_keys()
-    return _store_alone(add)
+    return _store_alone(add, claim_queues)
 
 
 class _Add:
@@ -115,8 +116,11 @@ class _Add:
         )
 
 
-def _store_alone(add: _Add) -> list[str]:
-    """Store one call's tasks in one transaction on this thread's connection; wake on commit."""
+def _store_alone(add: _Add, claim_queues: Sequence[str] = ()) -> list[str]:
+    """Store one call's tasks in one transaction on this thread's connection; wake on commit.
+
+    Tasks marked ``claimed_by`` a worker serving ``claim_queues`` are stored claimed unless a
+    pending task would be claimed first (``store.add_tasks``); those are woken for instead."""
     look_up = bool(add.keyed) and not add.looked_up
     with transaction.atomic() if look_up and add.together else contextlib.nullcontext():
         if look_up:
@@ -125,7 +129,7 @@ def _store_alone(add: _Add) -> list[str]:
             refused = _queue_full(store.count_pending(), add.queued(), add.max_queue_size)
             if refused is not None:
                 raise refused
-        ids = store.add_tasks(add.new_tasks)
+        ids = store.add_tasks(add.new_tasks, claim_queues)
     queues = add.queues()
     if queues:
         transaction.on_commit(functools.partial(_wake, queues))

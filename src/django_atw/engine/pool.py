@@ -120,8 +120,8 @@ class WorkerPool:
 
         The caller stores the reserved tasks already claimed and hands them to
         ``start_reserved``, saving the claim's round trip, unless the database holds a pending
-        task a claim would run first (the caller checks in the INSERT's hop: a task added here
-        never overtakes one); it gives back what it did not use with ``unreserve``.
+        task a claim would run first (the INSERT itself decides: a task added here never
+        overtakes one); it gives back what it did not use with ``unreserve``.
         """
         if self._stopping:
             return 0

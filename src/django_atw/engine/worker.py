@@ -288,13 +288,15 @@ class AsyncTaskWorker:
             task.claimed_by = self.worker_id
         try:
             # A task found in the cache is inserted completed (its claimed_by cleared): it never runs.
+            # Stored pending instead (claimed_by cleared) when a claim would take another
+            # pending task first: a task added here never overtakes one.
             ids = await self._db.run(
-                _add_claiming_what_may_start,
+                adding.add_new_tasks,
                 new,
-                self.queues,
                 cache=self.cache if self.cache_enabled else None,
                 cache_key_fn=cache_key_fn,
                 max_queue_size=self.max_queue_size,
+                claim_queues=self.queues,
             )
         except BaseException:
             self._pool.unreserve(reserved)
@@ -479,15 +481,3 @@ class AsyncTaskWorker:
 
 def _replace_progress(info: TaskInfo, progress: float) -> TaskInfo:
     return dataclasses.replace(info, progress=progress)
-
-
-def _add_claiming_what_may_start(new: list[NewTask], queues: Sequence[str], **options: Any) -> list[str]:
-    """``adding.add_new_tasks``, with the tasks marked ``claimed_by`` stored claimed only if no
-    pending task a claim would take first is waiting (``store.claimable_ahead``); otherwise they
-    are stored pending and wait their turn. On the worker's database thread: the check and the
-    INSERT cost one hop there, and no claim round trip follows."""
-    claiming = [task for task in new if task.claimed_by is not None]
-    if claiming and store.claimable_ahead(queues, max(task.priority for task in claiming)):
-        for task in claiming:
-            task.claimed_by = None
-    return adding.add_new_tasks(new, **options)

@@ -29,7 +29,7 @@ from ..values import (
     Vacuumed,
 )
 from ._vendor import CANCEL_CHANNEL, FINISHED, TASK_ADDED_CHANNEL
-from .claims import claim_batch, claimable_ahead, write_batch
+from .claims import claim_batch, write_batch
 from .maintenance import (
     ANALYZE_MIN,
     ANALYZE_SCALE,
@@ -128,7 +128,6 @@ __all__ = [
     "changed_since",
     "claim_batch",
     "claim_ticks",
-    "claimable_ahead",
     "count_finished_before",
     "count_pending",
     "delete_finished_before",

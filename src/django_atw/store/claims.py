@@ -145,23 +145,6 @@ _RETRY_ASSIGNED = {
 }
 
 
-def claimable_ahead(queues: Sequence[str], priority: int) -> bool:
-    """Whether a claim on ``queues`` would take a pending task before a new one of ``priority``.
-
-    A worker stores a task it adds already claimed (no claim round trip) only when this is
-    False: otherwise the new task would overtake a pending one of the same or a more urgent
-    priority. The same conditions as ``claim_batch``'s pick; one index probe.
-    """
-    queue_match = "queue = %s" if len(queues) == 1 else f"queue IN ({placeholders(queues)})"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT 1 FROM {TABLE} WHERE status = 'pending' AND NOT cancel_requested AND {queue_match} "
-            "AND priority <= %s AND (run_after IS NULL OR run_after <= %s) LIMIT 1",
-            [*queues, priority, timezone.now()],
-        )
-        return cursor.fetchone() is not None
-
-
 def _failed_attempt() -> str:
     """The row's attempt log with this outcome appended (retries and failures keep every attempt)."""
     return appended_attempt("t.", "v.completed_at", "v.error_type", "v.error", "v.traceback")

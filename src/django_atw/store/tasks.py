@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -90,6 +90,7 @@ _PG_TYPES = (
     "integer", "integer", "timestamptz", "text", "text", "timestamptz", "integer", "integer",
     "timestamptz", "text", "double precision", "text", "timestamptz", "boolean",
 )  # fmt: skip
+_STATUS = _INSERT_COLUMNS.index("status")
 _TIME_COLUMNS = tuple(
     _INSERT_COLUMNS.index(name) for name in ("created_at", "started_at", "run_after", "completed_at")
 )
@@ -104,23 +105,67 @@ _INSERT_DEFAULTS = (
 
 _INSERTED = ", ".join((*_INSERT_COLUMNS, *(name for name, _ in _INSERT_DEFAULTS), "updated_at"))
 _DEFAULTS = ", ".join(value for _, value in _INSERT_DEFAULTS)
+# A claimed row (``NewTask.claimed_by``) stored pending instead when a claim on the adding
+# worker's queues would take another pending task first (see ``add_tasks``): these columns then
+# take their pending values.
+_HELD = {"status": "'pending'", "worker_id": "NULL", "started_at": "NULL", "attempts": "0"}
+# The pending tasks a claim takes before a new one: its conditions, and priority at most the new one's.
+_AHEAD = (
+    f"EXISTS (SELECT 1 FROM {TABLE} AS p WHERE p.status = 'pending' AND NOT p.cancel_requested "
+    "AND p.queue {queues} AND p.priority <= {priority} AND (p.run_after IS NULL OR p.run_after <= %s))"
+)
+
+
+def _select(value: Callable[[int, str], str], held: str | None) -> str:
+    """The SELECT list of an INSERT: each column's ``value``, or under ``held`` its pending value."""
+    columns = []
+    for index, name in enumerate(_INSERT_COLUMNS):
+        if held is not None and name in _HELD:
+            columns.append(f"CASE WHEN {held} THEN {_HELD[name]} ELSE {value(index, name)} END")
+        else:
+            columns.append(value(index, name))
+    return ", ".join(columns) + f", {_DEFAULTS}, %s"
+
+
+def _pg_value(index: int, name: str) -> str:
+    return "x.result::jsonb" if name == "result" else f"x.{name}"
+
+
+def _sqlite_value(index: int, name: str) -> str:
+    return f"json_extract(r.value, '$[{index}]')"
+
+
 # PostgreSQL: json_to_recordset reads each row's object by column name, a nested value as jsonb.
-_PG_INSERT = (
-    f"INSERT INTO {TABLE} ({_INSERTED}) SELECT "
-    + ", ".join("x.result::jsonb" if name == "result" else f"x.{name}" for name in _INSERT_COLUMNS)
-    + f", {_DEFAULTS}, %s FROM json_to_recordset(%s::json) AS x("
+_PG_ROWS = (
+    "json_to_recordset(%s::json) AS x("
     + ", ".join(f"{name} {kind}" for name, kind in zip(_INSERT_COLUMNS, _PG_TYPES, strict=True))
     + ")"
 )
+_PG_INSERT = f"INSERT INTO {TABLE} ({_INSERTED}) SELECT {_select(_pg_value, None)} FROM {_PG_ROWS}"
+# OFFSET 0 keeps the lateral subquery from being inlined: the check runs once per row, not
+# once per column that depends on it.
+_PG_INSERT_CLAIMING = (
+    f"INSERT INTO {TABLE} ({_INSERTED}) SELECT {_select(_pg_value, 'h.held')} FROM {_PG_ROWS} "
+    "CROSS JOIN LATERAL (SELECT x.status = 'running' AND "
+    + _AHEAD.format(queues="= ANY(%s::text[])", priority="x.priority")
+    + " AS held OFFSET 0) AS h RETURNING id, status"
+)
 # SQLite: json_extract gives JSON text for the nested arguments and plain values for the rest.
 _SQLITE_INSERT = (
-    f"INSERT INTO {TABLE} ({_INSERTED}) SELECT "
-    + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(_INSERT_COLUMNS)))
-    + f", {_DEFAULTS}, %s FROM json_each(%s)"
+    f"INSERT INTO {TABLE} ({_INSERTED}) SELECT {_select(_sqlite_value, None)} FROM json_each(%s) AS r"
+)
+_SQLITE_INSERT_CLAIMING = (
+    f"INSERT INTO {TABLE} ({_INSERTED}) SELECT {_select(_sqlite_value, 'r.held')} FROM "
+    f"(SELECT j.value AS value, json_extract(j.value, '$[{_STATUS}]') = 'running' AND "
+    + _AHEAD.format(
+        queues="IN (SELECT q.value FROM json_each(%s) AS q)",
+        priority=f"json_extract(j.value, '$[{_INSERT_COLUMNS.index('priority')}]')",
+    )
+    + " AS held FROM json_each(%s) AS j) AS r RETURNING id, status"
 )
 
 
-def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
+def add_tasks(new_tasks: Sequence[NewTask], claim_queues: Sequence[str] = ()) -> list[str]:
     """Insert tasks with one INSERT statement, whatever their number, and return their ids in order.
 
     One statement, so one transaction: a taken custom id raises ``DuplicateTaskIdError`` and
@@ -129,7 +174,10 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
     task (the ORM's bulk_create spent most of the time of a bulk add there), and the driver
     adapts one parameter, not one array per column (most of a one-task INSERT's time).
     A task with ``claimed_by`` set is stored running under that worker, its first attempt
-    begun: the worker that added it starts it without a claim round trip. No NOTIFY: the add
+    begun: the worker that added it starts it without a claim round trip. Unless a claim on
+    ``claim_queues`` (that worker's) would take a pending task first, one of the same or a more
+    urgent priority: then it is stored pending, to wait its turn, and its ``claimed_by`` is
+    cleared. The same statement decides, so the check costs no round trip. No NOTIFY: the add
     path announces the queues after the commit (``announce_added``), once per burst of adds,
     since a NOTIFY in every adding transaction serializes their commits on PostgreSQL's
     notification queue lock. A task with ``cached_result_json`` set is stored completed from
@@ -145,20 +193,28 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
     rows: list[list[Any]] = [
         _insert_row(task_id, new, now) for task_id, new in zip(ids, new_tasks, strict=True)
     ]
+    claiming = bool(claim_queues) and any(row[_STATUS] == TaskStatus.RUNNING.value for row in rows)
     sql_params: list[Any]
     if is_postgres():
         for row in rows:
             for index in _TIME_COLUMNS:
                 if row[index] is not None:
                     row[index] = row[index].isoformat()
-        document = [dict(zip(_INSERT_COLUMNS, row, strict=True)) for row in rows]
-        sql, sql_params = _PG_INSERT, [now, json.dumps(document, allow_nan=False)]
+        document = json.dumps([dict(zip(_INSERT_COLUMNS, row, strict=True)) for row in rows], allow_nan=False)
+        if claiming:
+            sql, sql_params = _PG_INSERT_CLAIMING, [now, document, list(claim_queues), now]
+        else:
+            sql, sql_params = _PG_INSERT, [now, document]
     else:
         adapt = connection.ops.adapt_datetimefield_value
         for row in rows:
             for index in _TIME_COLUMNS:
                 row[index] = adapt(row[index])
-        sql, sql_params = _SQLITE_INSERT, [adapt(now), json.dumps(rows)]
+        if claiming:
+            sql = _SQLITE_INSERT_CLAIMING
+            sql_params = [adapt(now), json.dumps(list(claim_queues)), adapt(now), json.dumps(rows)]
+        else:
+            sql, sql_params = _SQLITE_INSERT, [adapt(now), json.dumps(rows)]
     # Inside the caller's transaction a failed INSERT would abort it on PostgreSQL, and the
     # lookup below could not run: a savepoint keeps the transaction usable. Outside one, the
     # statement is its own transaction and needs no BEGIN/COMMIT round trips.
@@ -166,6 +222,9 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
     try:
         with guard, connection.cursor() as cursor:
             cursor.execute(sql, sql_params)
+            held = (
+                {task_id for task_id, status in cursor.fetchall() if status == "pending"} if claiming else ()
+            )
     except IntegrityError as exc:
         taken = list(TaskRecord.objects.filter(id__in=ids).values_list("id", flat=True)[:5])
         if not taken:
@@ -173,6 +232,9 @@ def add_tasks(new_tasks: Sequence[NewTask]) -> list[str]:
         raise DuplicateTaskIdError(
             f"task_id {taken[0]!r} is already used by another task; pass a new id or none.", task_id=taken[0]
         ) from exc
+    for task_id, new in zip(ids, new_tasks, strict=True):
+        if task_id in held:
+            new.claimed_by = None
     return ids
 
 
