@@ -30,6 +30,7 @@ from ..values import (
 )
 from ._vendor import CANCEL_CHANNEL, FINISHED, TASK_ADDED_CHANNEL
 from .claims import claim_batch, write_batch
+from .inserts import add_tasks, announce_added
 from .maintenance import (
     ANALYZE_MIN,
     ANALYZE_SCALE,
@@ -67,8 +68,6 @@ from .tasks import (
     CANCELLED_PENDING,
     DELETE_BATCH,
     NOT_CANCELLABLE,
-    add_tasks,
-    announce_added,
     cancel,
     cancel_requested_among,
     count_finished_before,
