@@ -3,6 +3,7 @@ round trip, unless a pending task that a claim would take first is waiting."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from datetime import timedelta
 
@@ -85,3 +86,30 @@ async def test_a_deferred_pending_task_does_not_hold_back_an_added_one(make_work
     now = await worker.add_task(tasks.record, "now")
     await worker.wait_for_tasks([now], timeout=10)
     assert (tasks.runs, counted.claimed) == (["now"], 0)
+
+
+async def test_an_add_during_a_claim_never_runs_more_than_max_workers(make_worker, monkeypatch):
+    # The slots a claim in flight asked for are not free: an add reserving one of them meanwhile
+    # would start a third task beside the claim's two on a worker of max_workers=2.
+    worker, counted = await quiet_worker(make_worker, monkeypatch, max_workers=2)
+    in_claim, release = threading.Event(), threading.Event()
+
+    def held_claim(worker_id: str, queues: list[str], limit: int) -> list[store.ClaimedTask]:
+        in_claim.set()
+        assert release.wait(10)
+        return counted(worker_id, queues, limit)
+
+    monkeypatch.setattr(pool.store, "claim_batch", held_claim)
+    await sync_to_async(store.add_tasks)(
+        [validation.build(tasks.wait_for_gate, [f"stored-{i}"], {}) for i in range(2)]
+    )
+    worker._pool.wake()  # as the stored tasks' wake-up would
+    await sync_to_async(in_claim.wait)(10)
+    adding = asyncio.create_task(worker.add_task(tasks.wait_for_gate, "added"))
+    await asyncio.sleep(0)  # the add reserves its slot (or not) before its INSERT waits for the claim
+    release.set()
+    await adding
+    for name in ("stored-0", "stored-1"):
+        await asyncio.wait_for(tasks.started_event(name).wait(), 10)
+    assert len(worker.running_task_ids()) == 2
+    assert not tasks.started_event("added").is_set()

@@ -93,15 +93,22 @@ class WorkerPool:
         self._maybe_more = True
         self._reserved = 0
         self._stopping = False
-        # True from a claim's start until its tasks are started: they are neither pending in the
-        # database nor running here yet (``--burst`` must not take that moment for "drained").
-        self.claiming = False
+        # Clear from a claim's start until its tasks are started: they are neither pending in the
+        # database nor running here yet (``--burst`` must not take that moment for "drained"),
+        # and the free slots are not known (``reserve`` waits).
+        self._claim_over = asyncio.Event()
+        self._claim_over.set()
         self._stop_requested = asyncio.Event()
         self._cancel_reasons: dict[asyncio.Task[None], str] = {}
         # Tasks claimed here whose cancel arrived before they started (see cancel_when_started).
         self._cancel_before_start: set[str] = set()
         self._released: list[str] = []
         self._loop_task: asyncio.Task[None] | None = None
+
+    @property
+    def claiming(self) -> bool:
+        """True from a claim's start until its tasks are started."""
+        return not self._claim_over.is_set()
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._claim_loop(), name=f"atw-claim-{self.worker_id}")
@@ -115,14 +122,19 @@ class WorkerPool:
         self._maybe_more = True
         self._wake.set()
 
-    def reserve(self, count: int) -> int:
+    async def reserve(self, count: int) -> int:
         """Take up to ``count`` free slots for tasks added in this process; return how many.
+
+        Waits for a claim under way to start its tasks first: until then the slots it asked for
+        are not known to be free. (The caller's INSERT runs on the claim's database thread, so
+        it would have waited for the claim anyway.)
 
         The caller stores the reserved tasks already claimed and hands them to
         ``start_reserved``, saving the claim's round trip, unless the database holds a pending
         task a claim would run first (the INSERT itself decides: a task added here never
         overtakes one); it gives back what it did not use with ``unreserve``.
         """
+        await self._claim_over.wait()
         if self._stopping:
             return 0
         taken = max(0, min(count, self._free()))
@@ -144,6 +156,12 @@ class WorkerPool:
         return self.max_workers - len(self.running) - self._reserved
 
     async def _claim_loop(self) -> None:
+        try:
+            await self._claim_until_stopped()
+        finally:
+            self._claim_over.set()  # a claim cancelled mid-way must not hold back reserve
+
+    async def _claim_until_stopped(self) -> None:
         failures_delay = self._poll_interval
         while not self._stopping:
             # Clear before claiming: a wake-up that arrives during the claim is kept.
@@ -151,11 +169,11 @@ class WorkerPool:
             free = self._free()
             if free > 0 and self._maybe_more:
                 want = min(free, self._batch_size)
-                self.claiming = True
+                self._claim_over.clear()
                 try:
                     claims = await self._db.run(store.claim_batch, self.worker_id, self.queues, want)
                 except Exception as exc:
-                    self.claiming = False
+                    self._claim_over.set()
                     # Back off while the database is away (a restart, a failover), up to 8 polls.
                     logger.warning(
                         "claiming tasks failed (%s: %s); retrying in %.1fs",
@@ -174,11 +192,11 @@ class WorkerPool:
                 if self._stopping:
                     # stop() began during the claim: these never started, so hand them back.
                     await self._db.run(store.release, self.worker_id, [c.id for c in claims])
-                    self.claiming = False
+                    self._claim_over.set()
                     break
                 for claim in claims:
                     self._start(claim)
-                self.claiming = False
+                self._claim_over.set()
                 # A wake-up during the claim may stand for a task committed after the claim's
                 # snapshot: keep it, or that task would wait for the next poll.
                 self._maybe_more = len(claims) == want or self._wake.is_set()

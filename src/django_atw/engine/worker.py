@@ -283,7 +283,7 @@ class AsyncTaskWorker:
         """
         assert self._db is not None and self._pool is not None
         mine = [n for n in new if n.queue in self.queues and n.run_after is None]
-        reserved = self._pool.reserve(len(mine)) if mine else 0
+        reserved = await self._pool.reserve(len(mine)) if mine else 0
         for task in mine[:reserved]:
             task.claimed_by = self.worker_id
         try:
