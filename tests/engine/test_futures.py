@@ -1,6 +1,8 @@
 """Futures, wait_for_tasks and wait_for_any_task."""
 
 import asyncio
+import gc
+import logging
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -189,3 +191,17 @@ def test_watch_states_tells_known_ids_and_reads_only_finished_ones_in_full(db):
     assert known == {pending, done}
     assert list(finished) == [done]
     assert finished[done].status is TaskStatus.CANCELLED
+
+
+async def test_a_failed_task_whose_future_nobody_awaits_logs_no_unretrieved_exception(worker, caplog):
+    # asyncio logs "exception was never retrieved" when a future holding an exception is
+    # collected unretrieved: a caller that asked for a future and never awaited it (a timeout,
+    # a cancelled request) must not make the worker's log say so.
+    lost = await worker.get_task_future(await worker.add_task(tasks.fail, "unawaited"))
+    await asyncio.wait({lost}, timeout=10)
+    assert lost.done()
+    del lost
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        gc.collect()
+        await asyncio.sleep(0)
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]

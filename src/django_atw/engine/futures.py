@@ -51,8 +51,6 @@ class TaskFutureManager:
         future = self._futures.get(task_id)
         if future is None or future.cancelled():
             future = asyncio.get_running_loop().create_future()
-            # Retrieve the exception if nobody awaits it, so asyncio does not log it.
-            future.add_done_callback(_consume)
             self._futures[task_id] = future
         return future
 
@@ -172,8 +170,6 @@ class TaskFutureManager:
 
 def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
     future.set_exception(exc)
-
-
-def _consume(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
+    # Marked retrieved at once: nobody may await it, and asyncio would log it when collected.
+    # (A done callback per future did this before: one more loop callback for every task awaited.)
+    future.exception()
