@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -345,3 +346,47 @@ def test_w006_explains_what_is_off_and_what_the_workers_do(
 def test_w006_is_quiet_when_autovacuum_runs() -> None:
     assert checks.autovacuum_warnings("on", "on", 10.0) == []
     assert checks.autovacuum_warnings("on", "on", 0.0) == []
+
+
+ROLE = "atw_test_not_owner"
+
+
+@PG_ONLY
+@pytest.mark.django_db(transaction=True)
+def test_the_statistics_say_whether_this_role_may_vacuum_the_table() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP ROLE IF EXISTS {ROLE}")
+        cursor.execute(f"CREATE ROLE {ROLE} NOLOGIN")
+        try:
+            cursor.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {ROLE}")
+            owner = store.table_stats()
+            cursor.execute(f"SET ROLE {ROLE}")
+            try:
+                other = store.table_stats()
+            finally:
+                cursor.execute("RESET ROLE")
+        finally:
+            cursor.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {ROLE}")
+            cursor.execute(f"DROP ROLE {ROLE}")
+    assert owner is not None and owner.maintainable
+    assert other is not None and not other.maintainable
+
+
+@PG_ONLY
+@pytest.mark.django_db(transaction=True)
+async def test_a_role_that_may_not_vacuum_logs_it_once_and_tries_no_vacuum(
+    make_worker: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # PostgreSQL skips the table with only a warning to the client: before, the workers opened a
+    # connection and "vacuumed" every interval, silently doing nothing.
+    worker = await _vacuum_worker(make_worker)
+    due = stats(1_000, 500_000, maintainable=False)
+    monkeypatch.setattr(store, "table_stats", lambda: due)
+    tried: list[float] = []
+    monkeypatch.setattr(store, "vacuum_if_due", lambda min_gap: tried.append(min_gap))
+    with caplog.at_level(logging.WARNING, logger="django_atw.engine.housekeeping"):
+        assert await worker._runtime.housekeeper.vacuum(min_gap=0) is None
+        assert await worker._runtime.housekeeper.vacuum(min_gap=0) is None
+    assert tried == []
+    told = [r for r in caplog.records if "may not run them" in r.getMessage()]
+    assert len(told) == 1

@@ -196,6 +196,10 @@ class TableStats:
     # Whether the table was ever analyzed (ANALYZE or autovacuum's), and manual analyzes so far.
     analyzed: bool
     analyzes: int
+    # Whether this connection's role may VACUUM and ANALYZE the table: it owns it (or belongs
+    # to the role that does), owns the database, or is a superuser. Otherwise PostgreSQL skips
+    # the table with only a warning to the client.
+    maintainable: bool = True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

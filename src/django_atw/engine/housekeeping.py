@@ -87,6 +87,7 @@ class Housekeeper:
         self._lease = lease
         self._register = register
         self._vacuum_interval = vacuum_interval
+        self._told_unmaintainable = False  # logged once that this role may not vacuum the table
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -207,6 +208,17 @@ class Housekeeper:
         gap = self._vacuum_interval if min_gap is None else min_gap
         stats = await self._lease_db.run(store.table_stats)
         if stats is None or not store.maintenance_due(stats, gap):
+            return None
+        if not stats.maintainable:
+            # PostgreSQL would skip the table with only a warning to this connection: say it
+            # once in the log, and open no connection for a vacuum that cannot run.
+            if not self._told_unmaintainable:
+                self._told_unmaintainable = True
+                logger.warning(
+                    "the task table needs a VACUUM or ANALYZE, but this database role may not run "
+                    "them (it must own the table or the database, or be a superuser); the workers "
+                    "leave it to autovacuum (see django_atw.W006 and docs/scaling.md)"
+                )
             return None
         db = DatabaseThread(f"atw-vacuum-{self._worker_id}")
         pid: int | None = None

@@ -65,13 +65,19 @@ def table_stats() -> TableStats | None:
             "SELECT s.n_live_tup, s.n_dead_tup, "
             "EXTRACT(EPOCH FROM now() - GREATEST(s.last_vacuum, s.last_autovacuum)), s.vacuum_count, "
             "s.n_mod_since_analyze, COALESCE(s.last_analyze, s.last_autoanalyze) IS NOT NULL, "
-            "s.analyze_count FROM pg_stat_user_tables AS s WHERE s.relid = %s::regclass",
+            "s.analyze_count, "
+            # Who may VACUUM it (PostgreSQL 15): its owner (or a member of that role), the
+            # database's owner, a superuser.
+            "pg_has_role(c.relowner, 'USAGE') OR pg_has_role(d.datdba, 'USAGE') "
+            "OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) "
+            "FROM pg_stat_user_tables AS s JOIN pg_class AS c ON c.oid = s.relid "
+            "JOIN pg_database AS d ON d.datname = current_database() WHERE s.relid = %s::regclass",
             [connection.ops.quote_name(TABLE)],
         )
         row = cursor.fetchone()
     if row is None:
         return None
-    live, dead, since_vacuum, vacuums, modified, analyzed, analyzes = row
+    live, dead, since_vacuum, vacuums, modified, analyzed, analyzes, maintainable = row
     return TableStats(
         int(live),
         int(dead),
@@ -80,6 +86,7 @@ def table_stats() -> TableStats | None:
         int(modified),
         bool(analyzed),
         int(analyzes),
+        bool(maintainable),
     )
 
 
