@@ -1,6 +1,7 @@
 """The result cache through the worker: hits, opt-outs, TTLs, README key functions, joining."""
 
 import asyncio
+import logging
 
 import pytest
 from django.test import override_settings
@@ -269,8 +270,9 @@ async def test_a_duplicate_runs_itself_when_the_first_run_is_cancelled(make_work
     assert await (await worker.get_task_future(second)) == "jc done"
 
 
-async def test_a_duplicate_in_another_worker_joins_through_the_database(make_worker):
+async def test_a_duplicate_in_another_worker_joins_through_the_database(make_worker, caplog):
     """Two workers keep separate in-process state, so the second finds the first in the database."""
+    caplog.set_level(logging.DEBUG, logger="django_atw.engine.caching")
     # Separate queues, so each task runs in the worker the test means (either may claim otherwise).
     one = await make_worker(cache_enabled=True, worker_poll_interval=0.05, queues=["one"])
     two = await make_worker(cache_enabled=True, worker_poll_interval=0.05, queues=["two"])
@@ -279,6 +281,15 @@ async def test_a_duplicate_in_another_worker_joins_through_the_database(make_wor
     second = await two.add_task(cache_tasks.gated, "remote")
     running = await wait_until(lambda: aget_task_info(second), lambda info: info.status == TaskStatus.RUNNING)
     assert running.worker_id == two.worker_id
+    # Open the gate only once the second has joined: "running" is stored before its worker
+    # looks for an equal task, and each worker's cache is its own memory, so a second that
+    # looked after the first had finished would find neither and run again.
+    joined = f"task {second} joins running task {first}"
+
+    async def joins() -> bool:
+        return any(record.getMessage().startswith(joined) for record in caplog.records)
+
+    await wait_until(joins, bool)
     cache_tasks.gate("remote").set()
     assert await (await two.get_task_future(second)) == "remote done"
     assert (await aget_task_info(second)).from_cache is True
