@@ -1,6 +1,7 @@
 """Joining a duplicate that runs in another process: a real ``atw_worker`` runs the first one."""
 
 import asyncio
+import logging
 import signal
 import subprocess
 
@@ -24,7 +25,8 @@ pytestmark = [
 ]
 
 
-async def test_a_duplicate_waits_for_the_run_in_another_process(make_worker, tmp_path):
+async def test_a_duplicate_waits_for_the_run_in_another_process(make_worker, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG, logger="django_atw.engine.caching")
     gate = str(tmp_path / "gate")
     with override_settings(ATW={"POLL_INTERVAL": 0.05, "CLEANUP_INTERVAL": 0, "CACHE": {"ENABLED": True}}):
         first = await aenqueue(tasks.wait_for_file, gate)
@@ -40,7 +42,14 @@ async def test_a_duplicate_waits_for_the_run_in_another_process(make_worker, tmp
         # This worker serves its own queue, so the other process never takes the duplicate.
         here = await make_worker(cache_enabled=True, queues=["joiners"], worker_poll_interval=0.05)
         second = await here.add_task(tasks.wait_for_file, gate, queue="joiners")
-        await wait_until(lambda: aget_task_info(second), lambda info: info.status == TaskStatus.RUNNING)
+        # Open the gate once the second has joined: it is stored running before its worker
+        # looks for an equal task, and this worker's cache is not the other process's.
+        joined = f"task {second} joins running task {first}"
+
+        async def joins() -> bool:
+            return any(record.getMessage().startswith(joined) for record in caplog.records)
+
+        await wait_until(joins, bool)
         (tmp_path / "gate").touch()
         assert await (await here.get_task_future(second)) == "gate"
     finally:
