@@ -8,9 +8,12 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from django_atw import TaskStatus, aenqueue, aenqueue_many, cancel_task, enqueue, store
-from django_atw.engine import housekeeping
+from django_atw.engine import futures, housekeeping
 from django_atw.engine.futures import TaskFutureManager
 from django_atw.exceptions import TaskCancellationError, TaskError, TaskExecutionError
+from django_atw.models import TaskRecord
+from django_atw.values import Outcome
+from tests.conftest import wait_until
 from tests.sampleapp import tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -205,3 +208,34 @@ async def test_a_failed_task_whose_future_nobody_awaits_logs_no_unretrieved_exce
         gc.collect()
         await asyncio.sleep(0)
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+async def test_a_result_completed_here_is_kept_for_a_later_wait_without_a_database_read(make_worker):
+    """A loop of add_task calls followed by one wait_for_tasks finds most tasks done already:
+    their results were read back from the database (a 45 ms tail on 2,000 no-op tasks). The
+    row is deleted here to show the result came from memory; results too long to keep, and
+    failures, are still read from the database."""
+    worker = await make_worker(max_workers=1)
+    small = await worker.add_task(tasks.echo, "small")
+    long = await worker.add_task(tasks.returns_text, futures.KEPT_RESULT_CHARS + 1)
+    bad = await worker.add_task(tasks.fail)
+
+    async def finished() -> int:
+        return worker.finished_here
+
+    await wait_until(finished, lambda count: count == 3)
+    await sync_to_async(TaskRecord.objects.filter(id__in=[small, long, bad]).delete)()
+
+    (result,) = await worker.wait_for_tasks([small], timeout=10)
+    assert result == {"args": ["small"], "kwargs": {}}
+    for task_id in (long, bad):
+        with pytest.raises(KeyError):
+            await worker.get_task_future(task_id)
+
+
+def test_kept_results_are_bounded(monkeypatch):
+    monkeypatch.setattr(futures, "KEPT_RESULTS", 2)
+    manager = TaskFutureManager()
+    for task_id in ("a", "b", "c"):
+        manager.resolve_committed([Outcome(task_id, TaskStatus.COMPLETED, 1.0, result_json='"r"', attempt=1)])
+    assert [manager.has(task_id) for task_id in ("a", "b", "c")] == [False, True, True]

@@ -15,9 +15,12 @@ from ..values import Outcome
 # error_type values the engine stores for its own outcomes.
 TIMEOUT_ERROR_TYPE = "TaskTimeoutError"
 CANCEL_ERROR_TYPE = "TaskCancellationError"
-# Results of tasks completed when they were added (from the cache) kept for a first
-# get_task_future without a database read; the oldest are forgotten past this many.
-KEPT_RESULTS = 1000
+# Results of tasks that completed here, or from the cache when added, kept for a first
+# get_task_future without a database read (a loop of add_task calls followed by one
+# wait_for_tasks finds most tasks done already); the oldest are forgotten past this many, and
+# results longer than KEPT_RESULT_CHARS of JSON are read from the database instead.
+KEPT_RESULTS = 10_000
+KEPT_RESULT_CHARS = 1024
 
 
 def error_for(task_id: str, status: TaskStatus, error: str | None, error_type: str) -> TaskError:
@@ -101,6 +104,11 @@ class TaskFutureManager:
         task that never ran would still cost a database read to await.
         """
         self.set_result(task_id, json.loads(result_json))
+        self._keep(task_id, result_json)
+
+    def _keep(self, task_id: str, result_json: str) -> None:
+        if len(result_json) > KEPT_RESULT_CHARS:
+            return
         self._kept[task_id] = result_json
         while len(self._kept) > KEPT_RESULTS:
             self._kept.popitem(last=False)
@@ -148,10 +156,18 @@ class TaskFutureManager:
         return futures
 
     def resolve_committed(self, outcomes: Sequence[Outcome]) -> None:
-        """Resolve the futures of outcomes just committed (a retry resolves nothing yet)."""
+        """Resolve the futures of outcomes just committed (a retry resolves nothing yet).
+
+        A completed task nobody awaits yet keeps its result for a later ``get`` (see
+        ``KEPT_RESULTS``); a failed one is read from the database when asked for.
+        """
         for outcome in outcomes:
-            if outcome.status is TaskStatus.PENDING or not self.has(outcome.task_id):
+            if outcome.status is TaskStatus.PENDING:
                 continue  # a retry: the future resolves when a later attempt ends
+            if outcome.task_id not in self._futures:
+                if outcome.status is TaskStatus.COMPLETED:
+                    self._keep(outcome.task_id, outcome.result_json or "null")
+                continue
             if outcome.status is TaskStatus.COMPLETED:
                 result = json.loads(outcome.result_json) if outcome.result_json is not None else None
                 self.set_result(outcome.task_id, result)
