@@ -11,6 +11,7 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 
 from django_atw import aget_task_info, enqueue_many, store
+from django_atw.engine import writer as writer_module
 from django_atw.engine.executor import ProgressTracker
 from django_atw.engine.writer import OutcomeWriter
 from django_atw.models import TaskRecord
@@ -87,3 +88,66 @@ async def test_an_outcome_the_database_refuses_is_stored_failed_and_the_rest_of_
         await writer.stop(timeout=5)
         await db.close()
     assert await TaskRecord.objects.filter(status="running").acount() == 0
+
+
+def _done(task_id: str, attempt: int) -> Outcome:
+    return Outcome(task_id, TaskStatus.COMPLETED, 1.0, result_json="1", attempt=attempt)
+
+
+async def _write_with_linger(
+    claimed: dict[str, int],
+    expecting_more: Callable[[], bool],
+    linger: float,
+    submit_second: asyncio.Event | None,
+) -> list[list[str]]:
+    """Submit two outcomes (the second once ``submit_second`` is set); return the batches committed."""
+    first, second, *_ = claimed
+    batches: list[list[str]] = []
+    writer = OutcomeWriter(
+        DatabaseThread("test-writer"),
+        "w",
+        ProgressTracker(lambda: None),
+        0.01,
+        0.01,
+        on_committed=lambda outcomes: batches.append([outcome.task_id for outcome in outcomes]),
+        expecting_more=expecting_more,
+        linger=linger,
+    )
+    writer.start()
+    try:
+        writer.submit(_done(first, claimed[first]))
+        async with asyncio.timeout(10):
+            if submit_second is not None:
+                await submit_second.wait()
+            writer.submit(_done(second, claimed[second]))
+            await writer.flush()
+    finally:
+        await writer.stop(timeout=5)
+    return batches
+
+
+async def test_while_more_outcomes_are_expected_a_write_waits_for_them(claimed):
+    """Tasks added one by one to a running worker finish one by one: each outcome had a
+    commit of its own, which on SQLite takes turns with the adds on one connection."""
+    first, second, *_ = claimed
+    asked = asyncio.Event()
+
+    def expecting_more() -> bool:
+        asked.set()  # the writer holds the first outcome now
+        return True
+
+    assert await _write_with_linger(claimed, expecting_more, 0.5, asked) == [[first, second]]
+
+
+async def test_an_outcome_nothing_else_follows_is_written_at_once(claimed):
+    first, second, *_ = claimed
+    written = asyncio.Event()
+    batches = await _write_with_linger(claimed, lambda: written.set() or False, 3600, written)
+    assert batches == [[first], [second]]
+
+
+async def test_enough_outcomes_are_written_without_waiting_out_the_linger(claimed, monkeypatch):
+    monkeypatch.setattr(writer_module, "LINGER_ENOUGH", 2)
+    first, second, *_ = claimed
+    asked = asyncio.Event()
+    assert await _write_with_linger(claimed, lambda: asked.set() or True, 3600, asked) == [[first, second]]

@@ -110,6 +110,11 @@ class WorkerPool:
         """True from a claim's start until its tasks are started."""
         return not self._claim_over.is_set()
 
+    @property
+    def busy(self) -> bool:
+        """True while tasks run here or slots are reserved for tasks being added."""
+        return bool(self.running) or self._reserved > 0
+
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._claim_loop(), name=f"atw-claim-{self.worker_id}")
 

@@ -100,6 +100,7 @@ class Runtime:
             retry_interval=worker.worker_poll_interval,
             on_committed=self._committed(on_committed),
             on_progress_committed=self.events.progress_committed if self.events else None,
+            expecting_more=self._outcomes_coming,
         )
         self.writer.start()
         # Bounded: with the database away, outcomes not stored by then are left to lease recovery.
@@ -280,6 +281,10 @@ class Runtime:
     def _progress_changed(self) -> None:
         if self.writer is not None:
             self.writer.progress_changed()
+
+    def _outcomes_coming(self) -> bool:
+        """True while tasks run here or are being added to start here: more outcomes soon."""
+        return self.pool is not None and self.pool.busy
 
     def _committed(
         self, on_committed: Callable[[Sequence[Outcome]], None]
