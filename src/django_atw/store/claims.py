@@ -23,6 +23,7 @@ from ._vendor import (
     WORKER_TABLE,
     appended_attempt,
     decode_json,
+    hot_cursor,
     is_postgres,
     no_flush_wait,
     placeholders,
@@ -217,7 +218,7 @@ def write_batch(
     # One statement is atomic on its own: no BEGIN and COMMIT round trips around it.
     atomic = transaction.atomic() if statements > 1 else contextlib.nullcontext()
     written: list[tuple[str, int, str]] = []  # (id, attempts, status) of the outcome rows updated
-    with atomic, connection.cursor() as cursor:
+    with atomic, hot_cursor() as cursor:
         if progress_rows:
             _update_running(
                 cursor, worker_id, now, ("id", "progress"), ("text", "double precision"), progress_rows

@@ -19,7 +19,7 @@ from ..exceptions import DuplicateTaskIdError
 from ..models import TaskRecord, new_task_id
 from ..status import TaskStatus
 from ..values import NewTask
-from ._vendor import TABLE, TASK_ADDED_CHANNEL, is_postgres, notify
+from ._vendor import TABLE, TASK_ADDED_CHANNEL, hot_cursor, is_postgres, notify
 
 _clock_lock = threading.Lock()
 _last_created_at: datetime | None = None
@@ -202,7 +202,7 @@ def add_tasks(new_tasks: Sequence[NewTask], claim_queues: Sequence[str] = ()) ->
     # statement is its own transaction and needs no BEGIN/COMMIT round trips.
     guard = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
     try:
-        with guard, connection.cursor() as cursor:
+        with guard, hot_cursor() as cursor:
             cursor.execute(sql, sql_params)
             held = (
                 {task_id for task_id, status in cursor.fetchall() if status == "pending"} if claiming else ()
