@@ -6,6 +6,7 @@ Synchronous, like the rest of the store; the docstring of ``add_tasks`` names it
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -19,7 +20,7 @@ from ..exceptions import DuplicateTaskIdError
 from ..models import TaskRecord, new_task_id
 from ..status import TaskStatus
 from ..values import NewTask
-from ._vendor import TABLE, TASK_ADDED_CHANNEL, hot_cursor, is_postgres, notify
+from ._vendor import TABLE, TASK_ADDED_CHANNEL, hot_cursor, is_postgres, notify, placeholders
 
 _clock_lock = threading.Lock()
 _last_created_at: datetime | None = None
@@ -124,14 +125,25 @@ _PG_ROWS = (
     + ")"
 )
 _PG_INSERT = f"INSERT INTO {TABLE} ({_INSERTED}) SELECT {_select(_pg_value, None)} FROM {_PG_ROWS}"
-# OFFSET 0 keeps the lateral subquery from being inlined: the check runs once per row, not
-# once per column that depends on it.
-_PG_INSERT_CLAIMING = (
-    f"INSERT INTO {TABLE} ({_INSERTED}) SELECT {_select(_pg_value, 'h.held')} FROM {_PG_ROWS} "
-    "CROSS JOIN LATERAL (SELECT x.status = 'running' AND "
-    + _AHEAD.format(queues="= ANY(%s::text[])", priority="x.priority")
-    + " AS held OFFSET 0) AS h RETURNING id, status"
-)
+
+
+@functools.cache
+def _pg_insert_claiming(queue_count: int) -> str:
+    """The claiming INSERT for a worker serving ``queue_count`` queues (one parameter each).
+
+    OFFSET 0 keeps the lateral subquery from being inlined: the check runs once per row, not
+    once per column that depends on it. The queues are separate parameters, not one array:
+    with an array of unknown length PostgreSQL never settled on the prepared statement's
+    generic plan and planned every run anew (0.47 ms a one-row add, against 0.29 ms).
+    """
+    return (
+        f"INSERT INTO {TABLE} ({_INSERTED}) SELECT {_select(_pg_value, 'h.held')} FROM {_PG_ROWS} "
+        "CROSS JOIN LATERAL (SELECT x.status = 'running' AND "
+        + _AHEAD.format(queues=f"IN ({placeholders(range(queue_count))})", priority="x.priority")
+        + " AS held OFFSET 0) AS h RETURNING id, status"
+    )
+
+
 # SQLite: json_extract gives JSON text for the nested arguments and plain values for the rest.
 _SQLITE_INSERT = (
     f"INSERT INTO {TABLE} ({_INSERTED}) SELECT {_select(_sqlite_value, None)} FROM json_each(%s) AS r"
@@ -184,7 +196,7 @@ def add_tasks(new_tasks: Sequence[NewTask], claim_queues: Sequence[str] = ()) ->
                     row[index] = row[index].isoformat()
         document = json.dumps([dict(zip(_INSERT_COLUMNS, row, strict=True)) for row in rows], allow_nan=False)
         if claiming:
-            sql, sql_params = _PG_INSERT_CLAIMING, [now, document, list(claim_queues), now]
+            sql, sql_params = _pg_insert_claiming(len(claim_queues)), [now, document, *claim_queues, now]
         else:
             sql, sql_params = _PG_INSERT, [now, document]
     else:
