@@ -80,6 +80,22 @@ def test_the_notifier_sends_each_queue_once_per_burst(monkeypatch):
     notifier.close()
 
 
+def test_a_notify_follows_the_last_one_only_after_the_gap_or_a_close(monkeypatch):
+    """A stream of adds sent a NOTIFY per commit: each a statement here and a wake-up and a
+    claim in every listening worker (W1e: 4,700 enqueues/s from 8 threads, 5,800 with the gap)."""
+    sent: list[list[str]] = []
+    monkeypatch.setattr(store, "announce_added", lambda queues: sent.append(list(queues)))
+    notifier = Notifier(gap=3600)
+    notifier.send(["a"])
+    assert notifier.flush(WAIT)  # the first after a quiet moment goes at once
+    notifier.send(["b"])
+    notifier.send(["c"])
+    assert not notifier.flush(0.2)  # held for the rest of the gap, gathering the burst...
+    assert sent == [["a"]]
+    notifier.close()  # ...but what a close finds pending is sent
+    assert sent == [["a"], ["b", "c"]]
+
+
 def test_a_failing_notify_is_logged_and_the_notifier_goes_on(monkeypatch, caplog):
     sent: list[list[str]] = []
     failing = [True]

@@ -10,8 +10,10 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import math
 import os
 import threading
+import time
 from collections.abc import Iterable
 
 from django.db import connections
@@ -23,22 +25,29 @@ logger = logging.getLogger(__name__)
 
 # Seconds the interpreter's exit waits for the notifier to send what it holds.
 NOTIFIER_EXIT_WAIT = 2.0
+# Least seconds from one NOTIFY to the next. The first add after a quiet moment is announced at
+# once; a stream of adds then costs one NOTIFY per gap instead of one per commit, each a
+# statement and commit here and a wake-up (and claim) in every listening worker. Workers are
+# busy claiming what the first one announced meanwhile.
+NOTIFY_GAP = 0.002
 
 
 class Notifier:
     """One thread per process that NOTIFYs added queues on its own connection, coalescing bursts.
 
     ``send`` only records the names and wakes the thread; the thread sends every name recorded
-    meanwhile with one statement (``store.announce_added``), so a burst of adds from many
-    threads costs one NOTIFY per queue, committed by one connection instead of contending for
-    the server's notification lock at each add's commit. A failed send is retried once on a
+    meanwhile with one statement (``store.announce_added``), at least ``gap`` seconds after its
+    previous one, so a burst of adds from many threads costs one NOTIFY per queue per gap,
+    committed by one connection instead of contending for the server's notification lock at
+    each add's commit. A failed send is retried once on a
     new connection, then logged and dropped: the tasks are stored, and workers poll.
 
     The thread starts on the first ``send`` (again in a forked child) and ends with ``close``,
     which sends what is pending and closes the connection (also at interpreter exit).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, gap: float = NOTIFY_GAP) -> None:
+        self._gap = gap
         self._reset()
         atexit.register(self.close, NOTIFIER_EXIT_WAIT)
         if hasattr(os, "register_at_fork"):
@@ -51,6 +60,7 @@ class Notifier:
         self._closing = False
         self._failing = False
         self._thread: threading.Thread | None = None
+        self._last_sent = -math.inf
 
     def send(self, queues: Iterable[str]) -> None:
         """Have the thread NOTIFY ``queues`` soon (the tasks in them must be committed)."""
@@ -87,6 +97,10 @@ class Notifier:
                     self._changed.wait_for(lambda: self._pending or self._closing)
                     if not self._pending:
                         return  # closing, nothing left
+                    held = self._last_sent + self._gap - time.monotonic()
+                    if held > 0:
+                        self._changed.wait_for(lambda: self._closing, held)  # gather the burst
+                    self._last_sent = time.monotonic()
                     queues = sorted(self._pending)
                     self._pending.clear()
                     self._sending = True
