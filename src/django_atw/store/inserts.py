@@ -201,14 +201,17 @@ def add_tasks(new_tasks: Sequence[NewTask], claim_queues: Sequence[str] = ()) ->
             sql, sql_params = _PG_INSERT, [now, document]
     else:
         adapt = connection.ops.adapt_datetimefield_value
+        stored_now = adapt(now)
         for row in rows:
             for index in _TIME_COLUMNS:
-                row[index] = adapt(row[index])
+                value = row[index]
+                if value is not None:
+                    row[index] = stored_now if value is now else adapt(value)
         if claiming:
             sql = _SQLITE_INSERT_CLAIMING
-            sql_params = [adapt(now), json.dumps(list(claim_queues)), adapt(now), json.dumps(rows)]
+            sql_params = [stored_now, json.dumps(list(claim_queues)), stored_now, json.dumps(rows)]
         else:
-            sql, sql_params = _SQLITE_INSERT, [adapt(now), json.dumps(rows)]
+            sql, sql_params = _SQLITE_INSERT, [stored_now, json.dumps(rows)]
     # Inside the caller's transaction a failed INSERT would abort it on PostgreSQL, and the
     # lookup below could not run: a savepoint keeps the transaction usable. Outside one, the
     # statement is its own transaction and needs no BEGIN/COMMIT round trips.
