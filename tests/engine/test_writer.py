@@ -103,8 +103,9 @@ async def _write_with_linger(
     """Submit two outcomes (the second once ``submit_second`` is set); return the batches committed."""
     first, second, *_ = claimed
     batches: list[list[str]] = []
+    db = DatabaseThread("test-writer")
     writer = OutcomeWriter(
-        DatabaseThread("test-writer"),
+        db,
         "w",
         ProgressTracker(lambda: None),
         0.01,
@@ -123,6 +124,7 @@ async def _write_with_linger(
             await writer.flush()
     finally:
         await writer.stop(timeout=5)
+        await db.close()
     return batches
 
 
