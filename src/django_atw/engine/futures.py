@@ -133,11 +133,11 @@ class TaskFutureManager:
     async def futures_for(
         self,
         task_ids: Sequence[str],
-        read: Callable[[list[str]], Awaitable[tuple[set[str], dict[str, TaskInfo]]]],
+        read: Callable[[list[str]], Awaitable[tuple[list[str], dict[str, TaskInfo]]]],
     ) -> list[asyncio.Future[Any]]:
         """Return futures for ``task_ids`` in order; ``read`` looks up the tasks not watched yet.
 
-        ``read`` returns the ids that exist and the stored state of those finished (see
+        ``read`` returns the ids that do not exist and the stored state of those finished (see
         ``store.watch_states``). Futures are registered before the read, so an outcome committed
         in between still resolves them; a task already finished resolves at once. Raises
         ``KeyError`` for an unknown id.
@@ -145,8 +145,7 @@ class TaskFutureManager:
         fresh = [task_id for task_id in dict.fromkeys(task_ids) if not self.has(task_id)]
         futures = [self.get(task_id) for task_id in task_ids]
         if fresh:
-            known, finished = await read(fresh)
-            missing = [task_id for task_id in fresh if task_id not in known]
+            missing, finished = await read(fresh)
             for task_id in missing:
                 self.set_exception(task_id, KeyError(task_id))
             if missing:

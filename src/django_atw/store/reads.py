@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -14,7 +15,7 @@ from django.utils.dateparse import parse_datetime
 from ..models import TaskRecord, WorkerProcess
 from ..status import TaskInfo, TaskStatus
 from ..values import FailedAttempt, Health, PageFilters, TaskHistory
-from ._vendor import FINISHED, id_in
+from ._vendor import FINISHED, TABLE, decode_json, id_in, is_postgres, placeholders
 
 # --- reading --------------------------------------------------------------------------------
 
@@ -107,16 +108,30 @@ def list_tasks(
     return [_info(row) for row in qs.values(*_INFO_FIELDS)]
 
 
-def watch_states(task_ids: Iterable[str]) -> tuple[set[str], dict[str, TaskInfo]]:
-    """Return which of the named tasks exist, and the stored state of those that have finished.
+def watch_states(task_ids: Iterable[str]) -> tuple[list[str], dict[str, TaskInfo]]:
+    """Return the named tasks that do not exist, and the stored state of those that have finished.
 
-    For futures: reading only id and status of every task, then the whole state of the few
-    finished ones, costs a fraction of reading the whole state of a long list (``wait_for_tasks``
-    on a backlog) whose tasks mostly have not run yet.
+    For futures: one aggregate over the list (how many exist, and the ids of the finished ones),
+    then the whole state of the few finished ones. Reading every id back (to learn which exist)
+    cost a 20,000-task ``wait_for_tasks`` 42 ms on the worker's claim connection, stalling its
+    claims; the count costs 15. Which ids are missing is read only when some are.
     """
-    statuses = dict(TaskRecord.objects.filter(id_in(list(task_ids))).values_list("id", "status"))
-    finished = [task_id for task_id, status in statuses.items() if status in FINISHED]
-    return set(statuses), finished_among(finished) if finished else {}
+    ids = list(dict.fromkeys(task_ids))
+    match = id_in(ids)
+    statuses = placeholders(FINISHED)
+    if is_postgres():
+        done = f"array_agg(id) FILTER (WHERE status IN ({statuses}))"
+    else:
+        done = f"json_group_array(id) FILTER (WHERE status IN ({statuses}))"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*), {done} FROM {TABLE} WHERE {match.sql}", [*FINISHED, *match.params])
+        (count, finished_ids) = cursor.fetchone()
+    finished_ids = decode_json(finished_ids) if isinstance(finished_ids, str) else (finished_ids or [])
+    missing: list[str] = []
+    if count < len(ids):
+        known = set(TaskRecord.objects.filter(id_in(ids)).values_list("id", flat=True))
+        missing = [task_id for task_id in ids if task_id not in known]
+    return missing, finished_among(finished_ids) if finished_ids else {}
 
 
 def finished_ids_among(task_ids: Iterable[str]) -> list[str]:
