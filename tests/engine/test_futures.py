@@ -3,12 +3,14 @@
 import asyncio
 import gc
 import logging
+import threading
 
 import pytest
 from asgiref.sync import sync_to_async
 
 from django_atw import TaskStatus, aenqueue, aenqueue_many, cancel_task, enqueue, store
 from django_atw.engine import futures, housekeeping
+from django_atw.engine import worker as worker_module
 from django_atw.engine.futures import TaskFutureManager
 from django_atw.exceptions import TaskCancellationError, TaskError, TaskExecutionError
 from django_atw.models import TaskRecord
@@ -17,6 +19,7 @@ from tests.conftest import wait_until
 from tests.sampleapp import tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
+WAIT = 10.0  # seconds before a missing event fails the test (never reached when all is well)
 
 
 async def test_a_future_resolves_to_the_result(worker):
@@ -187,13 +190,14 @@ async def test_next_to_check_goes_round_the_watched_ids_skipping_running_and_giv
     assert len(manager) == 5
 
 
-def test_watch_states_tells_known_ids_and_reads_only_finished_ones_in_full(db):
+def test_watch_states_tells_missing_ids_and_reads_only_finished_ones_in_full(db):
     pending, done = enqueue("noop"), enqueue("noop")
     cancel_task(done)
-    known, finished = store.watch_states([pending, done, "unknown"])
-    assert known == {pending, done}
+    missing, finished = store.watch_states([pending, done, "unknown", pending])
+    assert missing == ["unknown"]
     assert list(finished) == [done]
     assert finished[done].status is TaskStatus.CANCELLED
+    assert store.watch_states([pending, done]) == ([], finished)
 
 
 async def test_a_failed_task_whose_future_nobody_awaits_logs_no_unretrieved_exception(worker, caplog):
@@ -239,3 +243,44 @@ def test_kept_results_are_bounded(monkeypatch):
     for task_id in ("a", "b", "c"):
         manager.resolve_committed([Outcome(task_id, TaskStatus.COMPLETED, 1.0, result_json='"r"', attempt=1)])
     assert [manager.has(task_id) for task_id in ("a", "b", "c")] == [False, True, True]
+
+
+async def test_waiting_on_many_tasks_wakes_only_for_those_not_done_by_their_turn(make_worker, monkeypatch):
+    """``asyncio.wait`` on the whole list put a callback on all 20,000 futures of a 20,000-task
+    wait, each run by the loop beside the drain: 0.84x the unwatched drain's pace (W1d)."""
+    ids = await aenqueue_many(tasks.noop, [() for _ in range(1_000)])
+    waited_on: list[int] = []
+    wait = asyncio.wait
+
+    async def counted(futures, *args, **kwargs):
+        waited_on.append(len(futures))
+        return await wait(futures, *args, **kwargs)
+
+    monkeypatch.setattr(worker_module.asyncio, "wait", counted)
+    worker = await make_worker(max_workers=100)
+    assert await worker.wait_for_tasks(ids, timeout=30) == [None] * 1_000
+    # Outcomes commit in batches: most futures are done when their turn comes.
+    assert sum(waited_on) < 500, f"callbacks on {sum(waited_on)} of 1,000 futures"
+
+
+async def test_a_worker_s_reads_do_not_queue_behind_its_claims(make_worker):
+    """Reads made through a running worker ran on its claim connection, so a long one (the first
+    read of a 20,000-task wait) held up claims, and a slow claim held up every read."""
+    worker = await make_worker()
+    task_id = await aenqueue(tasks.noop)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        held.set()
+        release.wait(WAIT)
+
+    claims = asyncio.ensure_future(worker._db.run(hold))  # the claim thread is busy...
+    try:
+        assert await asyncio.to_thread(held.wait, WAIT)
+        async with asyncio.timeout(WAIT):  # ...and reads go on
+            assert (await worker.get_task_info(task_id)).id == task_id
+            assert [task.id for task in await worker.get_all_tasks()] == [task_id]
+            await worker.get_task_futures([task_id])
+    finally:
+        release.set()
+        await claims

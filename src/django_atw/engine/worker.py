@@ -135,6 +135,10 @@ class AsyncTaskWorker:
         return self._runtime.db if self._runtime is not None else None
 
     @property
+    def _read_db(self) -> DatabaseThread | None:
+        return self._runtime.read_db if self._runtime is not None else None
+
+    @property
     def _progress(self) -> ProgressTracker | None:
         return self._runtime.progress if self._runtime is not None else None
 
@@ -344,6 +348,13 @@ class AsyncTaskWorker:
         return [_replace_progress(t, live[t.id]) if t.id in live else t for t in tasks]
 
     async def _read(self, func: Callable[..., Any], *args: Any) -> Any:
+        """Run a read on this worker's read connection while it runs, else on Django's thread."""
+        if self._read_db is not None and self.running:
+            return await self._read_db.run(func, *args)
+        return await sync_to_async(func)(*args)
+
+    async def _write(self, func: Callable[..., Any], *args: Any) -> Any:
+        """Run a write on this worker's claim connection while it runs (SQLite's one writer)."""
         if self._db is not None and self.running:
             return await self._db.run(func, *args)
         return await sync_to_async(func)(*args)
@@ -360,7 +371,7 @@ class AsyncTaskWorker:
         pool = self._pool
         if pool is not None and task_id in pool.running:
             return await self._cancel_here(task_id, pool)
-        outcome, owner = await self._read(store.cancel, task_id)
+        outcome, owner = await self._write(store.cancel, task_id)
         if outcome == store.CANCELLED_PENDING:
             self._futures.set_exception(
                 task_id, error_for(task_id, TaskStatus.CANCELLED, "Task cancelled before execution", "")
@@ -443,7 +454,7 @@ class AsyncTaskWorker:
             return 0
         cutoff = timezone.now() - timedelta(days=self.task_retention_days)
         # Chunk by chunk: claims queued on the same connection run between chunks.
-        count = await housekeeping.delete_finished_in_chunks(self._read, cutoff)
+        count = await housekeeping.delete_finished_in_chunks(self._write, cutoff)
         if count:
             logger.info("deleted %d finished tasks older than %s days", count, self.task_retention_days)
         return count
