@@ -320,7 +320,8 @@ class AsyncTaskWorker:
 
     def is_idle(self) -> bool:
         """True when no task runs here and no claim is in flight (for draining, ``--burst``)."""
-        return self._pool is None or (not self._pool.running and not self._pool.claiming)
+        pool = self._pool
+        return pool is None or (not pool.running and not pool.claiming and not pool.waiting)
 
     def running_task_ids(self) -> list[str]:
         """Return the ids of the tasks running in this worker now."""
