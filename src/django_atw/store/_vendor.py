@@ -170,3 +170,6 @@ class _PreparingCursor:
     def fetchall(self) -> list[Any]:
         rows: list[Any] = self._cursor.fetchall()
         return rows
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()

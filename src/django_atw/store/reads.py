@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -15,7 +14,7 @@ from django.utils.dateparse import parse_datetime
 from ..models import TaskRecord, WorkerProcess
 from ..status import TaskInfo, TaskStatus
 from ..values import FailedAttempt, Health, PageFilters, TaskHistory
-from ._vendor import FINISHED, TABLE, decode_json, id_in, is_postgres, placeholders
+from ._vendor import FINISHED, TABLE, decode_json, hot_cursor, id_in, is_postgres, placeholders
 
 # --- reading --------------------------------------------------------------------------------
 
@@ -123,7 +122,7 @@ def watch_states(task_ids: Iterable[str]) -> tuple[list[str], dict[str, TaskInfo
         done = f"array_agg(id) FILTER (WHERE status IN ({statuses}))"
     else:
         done = f"json_group_array(id) FILTER (WHERE status IN ({statuses}))"
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(f"SELECT count(*), {done} FROM {TABLE} WHERE {match.sql}", [*FINISHED, *match.params])
         (count, finished_ids) = cursor.fetchone()
     finished_ids = decode_json(finished_ids) if isinstance(finished_ids, str) else (finished_ids or [])
@@ -141,9 +140,19 @@ def finished_ids_among(task_ids: Iterable[str]) -> list[str]:
     resolved itself at their commit, and reading their whole state (results and arguments
     parsed from JSON) was most of what awaiting a long list cost its drain.
     """
-    return list(
-        TaskRecord.objects.filter(id_in(list(task_ids)), status__in=FINISHED).values_list("id", flat=True)
-    )
+    ids = list(task_ids)
+    if not ids:
+        return []
+    match = id_in(ids)
+    with hot_cursor() as cursor:
+        # Prepared, the ids one array parameter: the ORM's statement, its ids inlined into the
+        # text, cost 1.8 ms per 100 ids on PostgreSQL against 0.4 ms (a 10 ms poll runs it 100
+        # times a second while a long list is awaited).
+        cursor.execute(
+            f"SELECT id FROM {TABLE} WHERE {match.sql} AND status IN ({placeholders(FINISHED)})",
+            [*match.params, *FINISHED],
+        )
+        return [task_id for (task_id,) in cursor.fetchall()]
 
 
 def finished_among(task_ids: Iterable[str]) -> dict[str, TaskInfo]:
