@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -67,6 +67,7 @@ class Housekeeper:
         pool: WorkerPool,
         futures: TaskFutureManager,
         poll_interval: float,
+        writing: Container[str] = frozenset(),
         cleanup: Callable[[], Awaitable[int]] | None,
         cleanup_interval: float,
         lease: float = 30.0,
@@ -81,6 +82,7 @@ class Housekeeper:
         self._lease_db = lease_db if lease_db is not None else DatabaseThread(f"atw-lease-{worker_id}")
         self._pool = pool
         self._futures = futures
+        self._writing = writing  # tasks whose outcome this worker is storing (OutcomeWriter.writing)
         self._poll_interval = poll_interval
         self._cleanup = cleanup
         self._cleanup_interval = cleanup_interval
@@ -253,13 +255,18 @@ class Housekeeper:
 
     async def _poll_once(self) -> None:
         running = self._pool.running
-        remote = self._futures.next_to_check(self.check_size(), skip=running)
+        # Tasks running here, or whose outcome is being stored here, resolve at their commit.
+        remote = self._futures.next_to_check(self.check_size(), skip=_Either(running, self._writing))
         # On the lease connection, a short read beside the heartbeats: on the claims' connection
         # it queued claims and outcome writes behind it at every poll.
         finished = await self._lease_db.run(store.finished_ids_among, remote) if remote else []
         # Most of those finished here, and their futures resolved at the commit: the whole
         # stored state is read only for the rest (finished elsewhere, or cancelled unstarted).
-        unresolved = [task_id for task_id in finished if self._futures.waiting(task_id)]
+        # (One claimed, run and stored here while the read ran is still in ``writing`` until its
+        # future resolves.)
+        unresolved = [
+            task_id for task_id in finished if self._futures.waiting(task_id) and task_id not in self._writing
+        ]
         if unresolved:
             for info in (await self._db.run(store.finished_among, unresolved)).values():
                 self._futures.resolve_from_info(info)
@@ -275,6 +282,17 @@ class Housekeeper:
                 await self._cleanup()
             except Exception:
                 logger.exception("retention cleanup failed; retrying at the next interval")
+
+
+class _Either:
+    """Contains what either of two containers contains."""
+
+    def __init__(self, first: Container[str], second: Container[str]) -> None:
+        self._first = first
+        self._second = second
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._first or item in self._second
 
 
 async def delete_finished_in_chunks(

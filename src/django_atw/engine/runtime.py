@@ -129,6 +129,7 @@ class Runtime:
             pool=self.pool,
             futures=worker._futures,
             poll_interval=worker.worker_poll_interval,
+            writing=self.writer.writing,
             cleanup=worker.cleanup_old_tasks if retention else None,
             cleanup_interval=worker.cleanup_interval,
             lease=worker.worker_lease,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 
 from django.db import DataError, IntegrityError
 
@@ -66,6 +66,9 @@ class OutcomeWriter:
         self._expecting_more = expecting_more
         self._linger = linger
         self._outcomes: list[Outcome] = []
+        # Ids of the tasks whose outcome is queued or being written: this worker resolves their
+        # futures at the commit, so nobody needs to read them (``writing``).
+        self._writing: set[str] = set()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -82,9 +85,15 @@ class OutcomeWriter:
         """The long-lived tasks the worker watches (the write loop)."""
         return [self._task] if self._task is not None else []
 
+    @property
+    def writing(self) -> Container[str]:
+        """The ids of tasks whose outcome is queued or being written (a live view)."""
+        return self._writing
+
     def submit(self, outcome: Outcome) -> None:
         """Queue an outcome for the next write."""
         self._outcomes.append(outcome)
+        self._writing.add(outcome.task_id)
         self._idle.clear()
         self._wake.set()
 
@@ -192,6 +201,7 @@ class OutcomeWriter:
             self._on_progress_committed(progress)
         if stored:
             self._on_committed(stored)
+        self._writing.difference_update(outcome.task_id for outcome in outcomes)
 
     async def _store(self, progress: list[tuple[str, float]], outcomes: list[Outcome]) -> list[Outcome]:
         """Write one batch; retry while the database is away, raise only what it refuses."""
