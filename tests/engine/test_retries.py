@@ -19,7 +19,7 @@ from django_atw import (
     store,
     task,
 )
-from django_atw.engine.pool import MAX_RETRY_DELAY, retry_delay
+from django_atw.engine.retries import MAX_RETRY_DELAY, retry_delay
 from tests.sampleapp import tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)

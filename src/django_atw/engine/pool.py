@@ -6,20 +6,19 @@ import asyncio
 import collections
 import contextlib
 import logging
-import random
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from django.utils import timezone
 
 from .. import registry, store
-from ..exceptions import TaskTimeoutError
 from ..logs import brief
 from ..status import TaskStatus
 from ..store.thread import DatabaseThread
 from ..values import ClaimedTask, Outcome
 from .executor import TaskExecutor
-from .futures import CANCEL_ERROR_TYPE, TIMEOUT_ERROR_TYPE
+from .futures import CANCEL_ERROR_TYPE
+from .retries import retry_delay, should_retry
 from .writer import OutcomeWriter
 
 logger = logging.getLogger(__name__)
@@ -31,8 +30,6 @@ SHUTDOWN = "shutdown"
 LEASE_LOST = "lease-lost"
 # How long stop() waits for cancelled coroutines to unwind before it gives up on them.
 UNWIND_TIMEOUT = 5.0
-# The longest wait between retries, however many attempts a task type allows.
-MAX_RETRY_DELAY = 3600.0
 # Claiming ahead of free slots (see WorkerPool): only while this worker's recent runs took less
 # than PREFETCH_RUN_LIMIT seconds on average, and only as many tasks as free slots would start
 # within about PREFETCH_WAIT seconds at that pace. A claim round trip then overlaps the runs
@@ -46,31 +43,6 @@ PREFETCH_WAIT = 0.002
 PREFETCH_HOLD = 0.05
 # Weight of the newest run in the average run time.
 RUN_TIME_WEIGHT = 0.2
-
-
-def retry_delay(backoff: float, attempt: int) -> float:
-    """Seconds before the retry after failed ``attempt`` (1-based): exponential, with jitter.
-
-    ``backoff * 2**(attempt-1)``, capped, then drawn from its upper half ("equal jitter"), so
-    tasks that failed together do not all come back in the same instant.
-    """
-    delay = min(MAX_RETRY_DELAY, backoff * 2.0 ** (attempt - 1))
-    return delay / 2 + random.uniform(0, delay / 2)
-
-
-def should_retry(claim: ClaimedTask, outcome: Outcome) -> bool:
-    """Return True if a failed run may be tried again: attempts remain and its type retries it.
-
-    A timeout is a ``TaskTimeoutError`` (also matched by ``TimeoutError`` in ``retry_on``).
-    """
-    if outcome.status is not TaskStatus.FAILED or claim.attempts >= claim.max_attempts:
-        return False
-    retry_on = registry.options_for(claim.task_type).retry_on
-    if not retry_on:
-        return False
-    if outcome.error_type == TIMEOUT_ERROR_TYPE:
-        return issubclass(TaskTimeoutError, retry_on) or issubclass(TimeoutError, retry_on)
-    return outcome.exception is not None and isinstance(outcome.exception, retry_on)
 
 
 class WorkerPool:
