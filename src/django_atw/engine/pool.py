@@ -32,9 +32,9 @@ LEASE_LOST = "lease-lost"
 UNWIND_TIMEOUT = 5.0
 # Claiming ahead of free slots (see WorkerPool): only while this worker's recent runs took less
 # than PREFETCH_RUN_LIMIT seconds on average, and only as many tasks as free slots would start
-# within about PREFETCH_WAIT seconds at that pace. A claim round trip then overlaps the runs
-# instead of leaving the slots idle (a no-op drain with max_workers=10 on PostgreSQL spent
-# half its time waiting for claims).
+# within about PREFETCH_WAIT seconds at that pace (at most a claim batch). A claim round trip
+# then overlaps the runs instead of leaving the slots idle, and claims come in fewer, larger
+# batches (a no-op drain with max_workers=10 on PostgreSQL made one 0.5 ms claim per ten runs).
 PREFETCH_RUN_LIMIT = 0.005
 PREFETCH_WAIT = 0.002
 # A task claimed ahead that still waits for a slot after this many seconds (long tasks took the
@@ -108,7 +108,7 @@ class WorkerPool:
 
     @property
     def busy(self) -> bool:
-        """True while tasks run here or slots are reserved for tasks being added."""
+        """True while tasks run here, wait here (claimed ahead), or slots are reserved for adds."""
         return bool(self.running) or self._reserved > 0 or bool(self._ahead)
 
     @property
