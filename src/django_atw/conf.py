@@ -70,7 +70,7 @@ class AtwSettings(BaseModel):
         10_485_760, ge=1, description="Largest task result in bytes, as JSON; a larger one fails the task."
     )
     VACUUM_INTERVAL: float = Field(
-        10.0,
+        2.0,
         ge=0,
         description="Seconds between a worker's checks of the task table's dead rows, vacuuming it "
         "when claims and completions left many (PostgreSQL); 0 disables.",
