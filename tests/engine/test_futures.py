@@ -10,7 +10,6 @@ from asgiref.sync import sync_to_async
 
 from django_atw import TaskStatus, aenqueue, aenqueue_many, cancel_task, enqueue, store
 from django_atw.engine import futures, housekeeping
-from django_atw.engine import worker as worker_module
 from django_atw.engine.futures import TaskFutureManager
 from django_atw.exceptions import TaskCancellationError, TaskError, TaskExecutionError
 from django_atw.models import TaskRecord
@@ -256,7 +255,7 @@ async def test_waiting_on_many_tasks_wakes_only_for_those_not_done_by_their_turn
         waited_on.append(len(futures))
         return await wait(futures, *args, **kwargs)
 
-    monkeypatch.setattr(worker_module.asyncio, "wait", counted)
+    monkeypatch.setattr(futures.asyncio, "wait", counted)
     worker = await make_worker(max_workers=100)
     assert await worker.wait_for_tasks(ids, timeout=30) == [None] * 1_000
     # Outcomes commit in batches: most futures are done when their turn comes.

@@ -24,7 +24,7 @@ from ..store.thread import DatabaseThread
 from ..values import NewTask, Outcome
 from . import housekeeping
 from .executor import ProgressTracker
-from .futures import TaskFutureManager, error_for
+from .futures import TaskFutureManager, error_for, wait_all, wait_first
 from .options import check_options, options_from_settings
 from .pool import UNWIND_TIMEOUT, WorkerPool
 from .runtime import Runtime
@@ -420,14 +420,7 @@ class AsyncTaskWorker:
         if not task_ids:
             return []
         futures = await self.get_task_futures(task_ids)
-        try:
-            async with asyncio.timeout(timeout):
-                await _all_done(futures)
-        except TimeoutError:
-            pending = sum(1 for future in futures if not future.done())
-            raise TimeoutError(
-                f"{pending} of {len(futures)} tasks did not finish within {timeout} s"
-            ) from None
+        await wait_all(futures, timeout)
         return [future.result() for future in futures]
 
     async def wait_for_any_task(
@@ -441,10 +434,7 @@ class AsyncTaskWorker:
         if not task_ids:
             raise ValueError("task_ids is empty; pass at least one task id.")
         futures = await self.get_task_futures(task_ids)
-        done, _ = await asyncio.wait(futures, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if not done:
-            raise TimeoutError(f"none of {len(futures)} tasks finished within {timeout} s")
-        index = next(i for i, future in enumerate(futures) if future in done)
+        index = await wait_first(futures, timeout)
         return futures[index].result(), task_ids[index]
 
     def _on_committed(self, outcomes: Sequence[Outcome]) -> None:
@@ -498,15 +488,3 @@ class AsyncTaskWorker:
 
 def _replace_progress(info: TaskInfo, progress: float) -> TaskInfo:
     return dataclasses.replace(info, progress=progress)
-
-
-async def _all_done(futures: Sequence[asyncio.Future[Any]]) -> None:
-    """Wait until every future is done, without raising what they hold.
-
-    One at a time: outcomes commit in batches, so most futures are done by the time their turn
-    comes, and only the others cost a wake-up. ``asyncio.wait`` on the whole list put a callback
-    on every future (20,000 of them for a 20,000-task wait, each run by the loop).
-    """
-    for future in futures:
-        if not future.done():
-            await asyncio.wait((future,))
