@@ -130,6 +130,19 @@ def test_write_batch_stores_plain_completions_beside_other_outcomes():
     assert rows[retried] == ("pending", None, 0.0, False, "again", "K", None)
 
 
+def test_write_batch_takes_whole_and_fractional_progress_in_one_batch():
+    """PostgreSQL receives each column as one binary array, which must hold one Python type."""
+    ran, done, other = enqueue_many("noop", [(), (), ()])
+    claims = {c.id: c.attempts for c in store.claim_batch("w1", ["default"], 3)}
+    outcomes = [
+        Outcome(task_id=done, status=TaskStatus.COMPLETED, progress=1, result_json="1", attempt=claims[done]),
+        Outcome(task_id=other, status=TaskStatus.FAILED, progress=0.25, error="x", attempt=claims[other]),
+    ]
+    assert store.write_batch("w1", [(ran, 1), (other, 0.5)], outcomes) == outcomes
+    progress = dict(TaskRecord.objects.values_list("id", "progress"))
+    assert progress == {ran: 1.0, done: 1.0, other: 0.25}
+
+
 # Values no database or only PostgreSQL refuses (SQLite stores them as they are).
 UNSTORABLE = {
     "nul-in-result": ({"status": TaskStatus.COMPLETED, "result_json": json.dumps("a\x00b")}, {"postgresql"}),

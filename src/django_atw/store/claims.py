@@ -22,6 +22,7 @@ from ._vendor import (
     TABLE,
     WORKER_TABLE,
     appended_attempt,
+    array_param,
     decode_json,
     hot_cursor,
     is_postgres,
@@ -317,9 +318,14 @@ def _update_running(
     )
     values: list[Any]
     if is_postgres():
-        arrays = ", ".join(f"%s::{kind}[]" for kind in pg_types)
+        arrays = ", ".join(array_param(kind) for kind in pg_types)
         source = f"unnest({arrays}) AS v({', '.join(columns)})"
-        values = [list(column) for column in zip(*rows, strict=True)]
+        values = [
+            [None if value is None else float(value) for value in column]
+            if kind == "double precision"
+            else list(column)
+            for kind, column in zip(pg_types, zip(*rows, strict=True), strict=True)
+        ]
     else:
         # The unary + keeps SQLite's planner off atw_task_running_idx: by that index it would
         # scan every running row of the worker and, for each, all of the JSON rows (2,000
