@@ -143,6 +143,17 @@ def test_write_batch_takes_whole_and_fractional_progress_in_one_batch():
     assert progress == {ran: 1.0, done: 1.0, other: 0.25}
 
 
+def test_reads_by_id_never_split_an_id_that_holds_a_comma():
+    """PostgreSQL reads long id lists as one comma-joined text: an id with a comma matches nothing."""
+    first, second = enqueue("noop", task_id="a"), enqueue("noop", task_id="b")
+    store.cancel(first)
+    assert store.watch_states(["a,b"]) == (["a,b"], {})
+    assert store.finished_ids_among(["a,b", second]) == []
+    missing, finished = store.watch_states([first, second])
+    assert (missing, list(finished)) == ([], [first])
+    assert store.watch_states([]) == ([], {})
+
+
 # Values no database or only PostgreSQL refuses (SQLite stores them as they are).
 UNSTORABLE = {
     "nul-in-result": ({"status": TaskStatus.COMPLETED, "result_json": json.dumps("a\x00b")}, {"postgresql"}),
