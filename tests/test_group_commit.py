@@ -372,3 +372,56 @@ def test_a_batch_takes_queued_calls_up_to_max_rows_and_an_error_fails_only_its_b
     assert outcomes[:2] == [1, 2]
     assert isinstance(outcomes[2], RuntimeError)
     group.close()
+
+
+def test_with_two_lanes_a_call_during_a_commit_gets_a_batch_of_its_own_and_a_third_waits():
+    log: list[tuple[str, list[int]]] = []
+    entered = {1: threading.Event(), 2: threading.Event()}
+    release = threading.Event()
+
+    def execute(items: list[int]) -> list[int]:
+        log.append((threading.current_thread().name, list(items)))
+        if items[0] in entered:
+            entered[items[0]].set()
+            assert release.wait(WAIT)
+        return [-item for item in items]
+
+    group = Observed(execute, max_rows=100, name="test-group", lanes=lambda: 2)
+    first = Caller(lambda: group.run(1), "first")
+    first.start()
+    assert entered[1].wait(WAIT)
+    second = Caller(lambda: group.run(2), "second")
+    second.start()
+    assert entered[2].wait(WAIT)  # not queued behind the held commit: a second lane
+    (third,) = queue_behind(group, [lambda: group.run(3)])  # both lanes busy: it waits
+    release.set()
+    assert (first.done(), second.done(), third.done()) == (-1, -2, -3)
+    assert sorted(log) == [("first", [1]), ("follower-0", [3]), ("second", [2])]
+    group.close()
+
+
+def test_coroutine_batches_share_the_lanes_and_close_reaches_every_thread():
+    """Two held coroutine batches run at once, each on one of the group's threads with its own
+    connection; close() closes both connections (a thread it missed would keep one open)."""
+    held = threading.Barrier(3)
+    opened: list[Any] = []
+
+    def execute(items: list[int]) -> list[int]:
+        connection = connections["default"]
+        connection.ensure_connection()
+        opened.append(connection)
+        if items[0] < 2:
+            held.wait(WAIT)  # both batches are in: neither waited for the other
+        return [-item for item in items]
+
+    group = Observed(execute, max_rows=1, name="test-group", lanes=lambda: 2)
+
+    async def main() -> list[int]:
+        batches = asyncio.gather(group.arun(0), group.arun(1), group.arun(2))
+        await asyncio.to_thread(held.wait, WAIT)
+        return list(await batches)
+
+    assert asyncio.run(main()) == [0, -1, -2]
+    assert len({id(connection) for connection in opened}) == 2
+    group.close()
+    assert all(connection.connection is None for connection in opened)

@@ -238,7 +238,19 @@ def _store_or_error(add: _Add) -> list[str] | BaseException:
         return exc
 
 
-_GROUP: GroupCommit[_Add, list[str]] = GroupCommit(_store_batch, max_rows=GROUP_MAX_ROWS, name="atw-enqueue")
+# Batches of concurrent adds stored at once on PostgreSQL, each on its own connection: while one
+# waits for its commit the next is sent (8 coroutines awaiting aenqueue: 6,300 -> 8,400 tasks/s
+# measured). SQLite has one writer: a second batch would only wait for its lock.
+POSTGRES_LANES = 2
+
+
+def _lanes() -> int:
+    return POSTGRES_LANES if connection.vendor == "postgresql" else 1
+
+
+_GROUP: GroupCommit[_Add, list[str]] = GroupCommit(
+    _store_batch, max_rows=GROUP_MAX_ROWS, name="atw-enqueue", lanes=_lanes
+)
 
 
 def _joins_group() -> bool:
