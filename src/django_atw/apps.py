@@ -17,3 +17,7 @@ class AtwConfig(AppConfig):
         # Like admin.autodiscover(): every installed app's tasks.py registers its tasks,
         # so a worker process knows each type a web process may enqueue.
         autodiscover_modules("tasks")
+
+        from .exit_release import watch_interrupts
+
+        watch_interrupts()  # under runserver's autoreloader only

@@ -14,11 +14,11 @@ SIGTERM/SIGINT. Servers that do neither start the engine at the first connection
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import sys
 from typing import Any
 
+from . import exit_release
 from .conf import get_settings
 
 logger = logging.getLogger(__name__)
@@ -188,32 +188,7 @@ def _schedule_under_daphne(app: WithWorker) -> None:
 
     reactor.callWhenRunning(started)
     reactor.addSystemEventTrigger("before", "shutdown", app._reactor_stopping)
-    atexit.register(_stop_at_exit, app.engine)
-
-
-def _stop_at_exit(embedded: EmbeddedEngine) -> None:
-    """Return running tasks to pending when the process exits with the engine still running.
-
-    Under runserver's autoreloader the server's loop runs in a daemon thread and no reactor
-    shutdown happens: Ctrl-C ends the main thread, and the reloader kills the process a
-    quarter of a second later. That leaves no time for a grace period or a stop on the loop, so
-    the tasks are released at once from here, for the next worker to run, instead of waiting
-    for their lease to expire. (A task finishing meanwhile cannot overwrite the release: outcome
-    writes apply only to rows still running under this worker.)
-    """
-    worker, loop = embedded.worker, embedded._loop
-    # At exit the main thread runs no loop: a loop still running belongs to another thread.
-    if worker is None or loop is None or not loop.is_running():
-        return
-    from . import store
-
-    try:
-        released = store.release(worker.worker_id, worker.running_task_ids())
-        store.mark_worker_stopped(worker.worker_id)
-    except Exception:
-        logger.exception("could not return running tasks to pending at exit")
-        return
-    logger.info("process exiting: returned %d running tasks to pending", released)
+    exit_release.register(app.engine)
 
 
 def _is_asyncio_reactor(reactor: object) -> bool:

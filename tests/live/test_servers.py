@@ -11,11 +11,13 @@ difference to what is tested here.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
 import signal
 import socket
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from tests.helpers.processes import ROOT, subprocess_env
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BIN = Path(sys.executable).parent
+PROC = Path("/proc/self/task").is_dir()
 
 
 def free_port() -> int:
@@ -108,9 +111,44 @@ async def test_the_server_runs_the_worker_and_stops_it_gracefully(server, tmp_pa
     assert "Traceback" not in log_text and "ERROR" not in log_text, log_text
 
 
-async def test_ctrl_c_under_runserver_s_autoreloader_returns_running_tasks_to_pending(tmp_path):
+def _server_threads(reloader_pid: int) -> tuple[int, list[int]]:
+    """The autoreloader's child (the process that serves) and the ids of its threads but the main one."""
+    children = Path(f"/proc/{reloader_pid}/task/{reloader_pid}/children").read_text().split()
+    (child,) = (int(pid) for pid in children)
+    return child, [int(tid) for tid in os.listdir(f"/proc/{child}/task") if int(tid) != child]
+
+
+def _interrupt_like_a_kernel_may(reloader_pid: int) -> None:
+    """Ctrl-C, with the server's SIGINT landing on a thread other than its main one.
+
+    The kernel may hand a process's signal to any of its threads; the main thread, asleep in
+    the reloader's one-second tick, then learns of it only when the sleep ends, after the
+    reloader (interrupted too) killed it. So the signal is sent as the main thread falls asleep.
+    """
+    tgkill = getattr(ctypes.CDLL(None, use_errno=True), "tgkill", None)
+    if tgkill is None:
+        pytest.skip("needs glibc's tgkill to signal one thread of another process")
+    child, others = _server_threads(reloader_pid)
+    wchan = Path(f"/proc/{child}/task/{child}/wchan")
+    was_asleep = True
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        asleep = "sleep" in wchan.read_text()
+        if asleep and not was_asleep:
+            break
+        was_asleep = asleep
+    else:
+        pytest.skip("this kernel does not show where the server's main thread waits (wchan)")
+    os.kill(reloader_pid, signal.SIGINT)
+    assert tgkill(child, others[0], signal.SIGINT) == 0, os.strerror(ctypes.get_errno())
+
+
+@pytest.mark.parametrize("landing", ["main-thread", "other-thread"])
+async def test_ctrl_c_under_runserver_s_autoreloader_returns_running_tasks_to_pending(tmp_path, landing):
     if connection.vendor != "sqlite":
         pytest.skip("server processes are tested on SQLite only")
+    if landing == "other-thread" and not PROC:
+        pytest.skip("needs Linux's /proc to find the server's threads")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "runserver.log"
@@ -134,7 +172,10 @@ async def test_ctrl_c_under_runserver_s_autoreloader_returns_running_tasks_to_pe
         _, body = await sync_to_async(http)("POST", f"{base}/test-enqueue/demo.slow/", {"seconds": 600})
         slow_id = json.loads(body)["id"]
         await wait_until(lambda: aget_task_info(slow_id), lambda i: i.status == TaskStatus.RUNNING, 30)
-        os.killpg(proc.pid, signal.SIGINT)
+        if landing == "main-thread":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            _interrupt_like_a_kernel_may(proc.pid)
         async with asyncio.timeout(30):
             await proc.wait()
     finally:
