@@ -116,7 +116,7 @@ def test_an_outcome_written_after_the_lease_was_lost_is_not_stored_nor_returned(
         Outcome(task_id, TaskStatus.COMPLETED, 1.0, result_json="1", attempt=claims[task_id].attempts)
         for task_id in (lost, kept)
     ]
-    assert store.write_batch("w", [], outcomes) == [outcomes[1]]
+    assert store.write_batch("w", [], outcomes).outcomes == [outcomes[1]]
     assert get_task_info(lost).status == TaskStatus.PENDING
     assert get_task_info(kept).status == TaskStatus.COMPLETED
 
@@ -128,7 +128,7 @@ def test_an_outcome_of_a_reaped_worker_is_not_stored_nor_returned():
     WorkerProcess.objects.filter(id="w").update(last_heartbeat=timezone.now() - 2 * LEASE)
     assert store.reap_stale_workers(LEASE).requeued == [task_id]
     late = Outcome(task_id, TaskStatus.FAILED, 0.5, error="late", attempt=claim.attempts)
-    assert store.write_batch("w", [(task_id, 0.5)], [late]) == []
+    assert store.write_batch("w", [(task_id, 0.5)], [late]).outcomes == []
     info = get_task_info(task_id)
     assert (info.status, info.error, info.progress) == (TaskStatus.PENDING, None, 0.0)
 
@@ -172,7 +172,7 @@ def test_a_retry_of_a_task_whose_cancel_was_requested_ends_it_cancelled():
     (claim,) = store.claim_batch("w", ["default"], 1)
     store.cancel(task_id)
     retry = Outcome(task_id, TaskStatus.PENDING, 0.3, error="flaky", attempt=claim.attempts)
-    (stored,) = store.write_batch("w", [], [retry])
+    (stored,) = store.write_batch("w", [], [retry]).outcomes
     assert (stored.status, stored.error) == (TaskStatus.CANCELLED, "Task cancelled while running")
     info = get_task_info(task_id)
     assert (info.status, info.error, info.error_type) == (

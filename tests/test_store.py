@@ -97,12 +97,24 @@ def test_write_batch_is_fenced_by_the_claiming_worker():
     task_id = enqueue("noop")
     store.claim_batch("w1", ["default"], 1)
     late = Outcome(task_id=task_id, status=TaskStatus.COMPLETED, progress=1.0, result_json="1")
-    assert store.write_batch("someone-else", [(task_id, 0.3)], [late]) == []
+    assert store.write_batch("someone-else", [(task_id, 0.3)], [late]).outcomes == []
     assert TaskRecord.objects.get(id=task_id).status == "running"
     with statements(2):
-        assert store.write_batch("w1", [(task_id, 0.3)], [late]) == [late]
+        assert store.write_batch("w1", [(task_id, 0.3)], [late]).outcomes == [late]
     record = TaskRecord.objects.get(id=task_id)
     assert (record.status, record.result, record.progress) == ("completed", 1, 1.0)
+
+
+def test_write_batch_returns_only_the_progress_it_stored():
+    """A task cancelled elsewhere, or run by another worker now: its progress is not this worker's
+    to announce."""
+    mine, cancelled, taken = enqueue_many("noop", [(), (), ()])
+    store.claim_batch("w1", ["default"], 3)
+    TaskRecord.objects.filter(id=cancelled).update(status="cancelled")
+    TaskRecord.objects.filter(id=taken).update(worker_id="w9")
+    written = store.write_batch("w1", [(mine, 0.5), (cancelled, 0.5), (taken, 0.5)], [])
+    assert written == ([], [(mine, 0.5)])
+    assert dict(TaskRecord.objects.values_list("id", "progress")) == {mine: 0.5, cancelled: 0.0, taken: 0.0}
 
 
 def test_write_batch_stores_plain_completions_beside_other_outcomes():
@@ -117,7 +129,7 @@ def test_write_batch_stores_plain_completions_beside_other_outcomes():
     for outcome in outcomes:
         outcome.attempt = claims[outcome.task_id].attempts
     with statements(3):
-        assert store.write_batch("w1", [], outcomes) == outcomes
+        assert store.write_batch("w1", [], outcomes).outcomes == outcomes
     rows = {
         row[0]: row[1:]
         for row in TaskRecord.objects.values_list(
@@ -138,7 +150,7 @@ def test_write_batch_takes_whole_and_fractional_progress_in_one_batch():
         Outcome(task_id=done, status=TaskStatus.COMPLETED, progress=1, result_json="1", attempt=claims[done]),
         Outcome(task_id=other, status=TaskStatus.FAILED, progress=0.25, error="x", attempt=claims[other]),
     ]
-    assert store.write_batch("w1", [(ran, 1), (other, 0.5)], outcomes) == outcomes
+    assert store.write_batch("w1", [(ran, 1), (other, 0.5)], outcomes).outcomes == outcomes
     progress = dict(TaskRecord.objects.values_list("id", "progress"))
     assert progress == {ran: 1.0, done: 1.0, other: 0.25}
 
@@ -182,14 +194,14 @@ def test_write_batch_stores_nothing_of_a_batch_with_a_value_the_database_refuses
             store.write_batch("w1", [], outcomes)
         assert set(TaskRecord.objects.values_list("status", flat=True)) == {"running"}
     else:
-        assert store.write_batch("w1", [], outcomes) == outcomes
+        assert store.write_batch("w1", [], outcomes).outcomes == outcomes
 
 
 def test_a_plain_completion_is_fenced_by_its_attempt():
     task_id = enqueue("noop")
     (claim,) = store.claim_batch("w1", ["default"], 1)
     stale = Outcome(task_id=task_id, status=TaskStatus.COMPLETED, progress=1.0, attempt=claim.attempts + 1)
-    assert store.write_batch("w1", [], [stale]) == []
+    assert store.write_batch("w1", [], [stale]).outcomes == []
     assert TaskRecord.objects.get(id=task_id).status == "running"
 
 

@@ -119,7 +119,7 @@ def _claim_and_complete(worker_id: str, count: int) -> None:
     claimed = store.claim_batch(worker_id, [QUEUE], count)
     assert len(claimed) == count
     done = [Outcome(c.id, TaskStatus.COMPLETED, 1.0, "null", attempt=c.attempts) for c in claimed]
-    assert len(store.write_batch(worker_id, [], done)) == count
+    assert len(store.write_batch(worker_id, [], done).outcomes) == count
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_stat_force_next_flush()")
 

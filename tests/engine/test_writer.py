@@ -153,3 +153,33 @@ async def test_enough_outcomes_are_written_without_waiting_out_the_linger(claime
     first, second, *_ = claimed
     asked = asyncio.Event()
     assert await _write_with_linger(claimed, lambda: asked.set() or True, 3600, asked) == [[first, second]]
+
+
+async def test_progress_is_announced_only_for_rows_still_this_worker_s(claimed):
+    """Live progress events go out after the write: not for a task cancelled meanwhile, whose
+    row the fenced write left alone (the browser would show it moving after its cancel)."""
+    mine, cancelled, *_ = claimed
+    await TaskRecord.objects.filter(id=cancelled).aupdate(status="cancelled")
+    announced: list[tuple[str, float]] = []
+    written = asyncio.Event()
+
+    def on_progress(progress: list[tuple[str, float]]) -> None:
+        announced.extend(progress)
+        written.set()
+
+    writer: OutcomeWriter | None = None
+    tracker = ProgressTracker(lambda: writer.progress_changed() if writer is not None else None)
+    db = DatabaseThread("test-writer")
+    writer = OutcomeWriter(
+        db, "w", tracker, 0.01, 0.01, on_committed=lambda outcomes: None, on_progress_committed=on_progress
+    )
+    writer.start()
+    try:
+        tracker.callback_for(mine)(0.5)
+        tracker.callback_for(cancelled)(0.5)
+        async with asyncio.timeout(10):
+            await written.wait()
+    finally:
+        await writer.stop(timeout=5)
+        await db.close()
+    assert announced == [(mine, 0.5)]

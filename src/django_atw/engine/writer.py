@@ -179,7 +179,7 @@ class OutcomeWriter:
     async def _write(self, progress: list[tuple[str, float]], outcomes: list[Outcome]) -> None:
         self._in_flight = len(outcomes)
         try:
-            stored = await self._store(progress, outcomes)
+            stored, progress = await self._store(progress, outcomes)
         except _REFUSED as exc:
             # A value in the batch can never be stored: retrying the batch would stall this
             # worker's writes for good. Store the rest, and failures in place of the refused.
@@ -191,8 +191,9 @@ class OutcomeWriter:
             stored = await self._isolate(outcomes, exc)
             if progress:
                 try:
-                    await self._store(progress, [])
+                    progress = (await self._store(progress, [])).progress
                 except _REFUSED as refused:
+                    progress = []
                     logger.error("the database refused progress values (%s); dropped them", brief(refused))
         self._in_flight = 0
         if len(stored) < len(outcomes):
@@ -203,7 +204,7 @@ class OutcomeWriter:
             self._on_committed(stored)
         self._writing.difference_update(outcome.task_id for outcome in outcomes)
 
-    async def _store(self, progress: list[tuple[str, float]], outcomes: list[Outcome]) -> list[Outcome]:
+    async def _store(self, progress: list[tuple[str, float]], outcomes: list[Outcome]) -> store.Written:
         """Write one batch; retry while the database is away, raise only what it refuses."""
         delay = self._retry_interval
         while True:
@@ -234,7 +235,7 @@ class OutcomeWriter:
                 brief(exc),
             )
             try:
-                return await self._store([], [unstorable(outcome, exc)])
+                return (await self._store([], [unstorable(outcome, exc)])).outcomes
             except _REFUSED:  # unstorable() makes every text storable: not expected
                 logger.exception("could not store the failure of task %s either", outcome.task_id)
                 return []
@@ -242,7 +243,7 @@ class OutcomeWriter:
         stored: list[Outcome] = []
         for part in (outcomes[:half], outcomes[half:]):
             try:
-                stored += await self._store([], part)
+                stored += (await self._store([], part)).outcomes
             except _REFUSED as refused:
                 stored += await self._isolate(part, refused)
         return stored

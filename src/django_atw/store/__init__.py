@@ -29,7 +29,7 @@ from ..values import (
     Vacuumed,
 )
 from ._vendor import CANCEL_CHANNEL, FINISHED, TASK_ADDED_CHANNEL
-from .claims import claim_batch, write_batch
+from .claims import Written, claim_batch, write_batch
 from .inserts import add_tasks, announce_added
 from .maintenance import (
     ANALYZE_MIN,
@@ -116,6 +116,7 @@ __all__ = [
     "TableStats",
     "TaskHistory",
     "Vacuumed",
+    "Written",
     "add_tasks",
     "advance",
     "analyze_due",

@@ -11,7 +11,7 @@ import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -171,15 +171,23 @@ def _is_plain_completion(outcome: Outcome) -> bool:
     )
 
 
+class Written(NamedTuple):
+    """What ``write_batch`` stored: the outcomes (as stored) and the progress values."""
+
+    outcomes: list[Outcome]
+    progress: list[tuple[str, float]]
+
+
 def write_batch(
     worker_id: str, progress: Sequence[tuple[str, float]], outcomes: Sequence[Outcome]
-) -> list[Outcome]:
+) -> Written:
     """Store progress values and final outcomes of this worker's running tasks in one transaction.
 
     Each row is updated only while it is still running under ``worker_id`` (and, for outcomes,
     in the same attempt), so a worker that lost a task (cancelled elsewhere, or reclaimed after
     its lease, even by itself) never overwrites it. Returns the outcomes that were stored, in
-    order: the others found their row no longer theirs, and must not be reported as done.
+    order, and the progress values: the others found their row no longer theirs, and must not
+    be reported (as done, or as progress of a task another worker or a cancel owns now).
     Retries go back to pending in the same transaction, or end cancelled if a cancel was
     requested meanwhile (the returned outcome then says so).
     Each kind of row is one ``UPDATE ... FROM`` statement (see ``_update_running``): a round trip
@@ -221,7 +229,7 @@ def write_batch(
     written: list[tuple[str, int, str]] = []  # (id, attempts, status) of the outcome rows updated
     with atomic, hot_cursor() as cursor:
         if progress_rows:
-            _update_running(
+            progressed = _update_running(
                 cursor, worker_id, now, ("id", "progress"), ("text", "double precision"), progress_rows
             )
         if plain_rows:
@@ -256,7 +264,10 @@ def write_batch(
                 fixed=f"{_RETRY}attempt_log = {_failed_attempt()}, ",
                 assigned=_RETRY_ASSIGNED,
             )
-    return _as_stored(given, written, now)
+    if progress_rows:
+        moved = {task_id for task_id, _attempts, _status in progressed}
+        progress_rows = [row for row in progress_rows if row[0] in moved]
+    return Written(_as_stored(given, written, now), progress_rows)
 
 
 def _as_stored(
@@ -301,8 +312,8 @@ def _update_running(
     """Set ``columns[1:]`` of this worker's running rows, by id, from ``rows`` (id first).
 
     An ``attempts`` column is a fence, not a value: the row must still be in that attempt
-    (0 skips the check); the rows it let through are returned as (id, attempts, status), read
-    by the same statement's RETURNING. ``fixed`` is extra ``column = value, `` assignments for
+    (0 skips the check). The rows updated are returned as (id, attempts, status), read by the
+    same statement's RETURNING. ``fixed`` is extra ``column = value, `` assignments for
     every row; ``assigned`` gives some columns an expression instead of their ``v.`` value.
     One statement whose text is the same for any number of rows, so it is parsed once: on
     PostgreSQL the rows travel as one array per column (``pg_types`` name their element types),
@@ -342,10 +353,9 @@ def _update_running(
         f"UPDATE {TABLE} AS t SET {fixed}{assignments}, updated_at = %s "
         f"FROM {source} WHERE t.id = v.id AND {guard}"
     )
-    if "attempts" not in columns:
-        cursor.execute(sql, params)
-        return []
-    cursor.execute(f"{sql} AND (v.attempts = 0 OR t.attempts = v.attempts) RETURNING {returning}", params)
+    if "attempts" in columns:
+        sql += " AND (v.attempts = 0 OR t.attempts = v.attempts)"
+    cursor.execute(f"{sql} RETURNING {returning}", params)
     return [(task_id, attempts, status) for task_id, attempts, status in cursor.fetchall()]
 
 
