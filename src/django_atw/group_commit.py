@@ -52,15 +52,14 @@ class _Request(Generic[T, R]):
         self.future: asyncio.Future[R] | None = None
 
     def settle(self, outcome: R | BaseException) -> None:
+        """A thread's request: keep the outcome, and wake the thread if it waits."""
         self.outcome = outcome
         if self.done is not None:
             self.done.set()
-        elif self.loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop closed: nobody awaits it
-                self.loop.call_soon_threadsafe(self.settle_future, outcome)
 
     def settle_future(self, outcome: R | BaseException) -> None:
-        """On the request's loop: resolve the awaiting coroutine's future."""
+        """A coroutine's request, on its loop: resolve the future it awaits."""
+        self.outcome = outcome
         assert self.future is not None
         if self.future.done():  # the awaiting coroutine was cancelled
             return
@@ -271,7 +270,6 @@ def _settle(batch: list[_Request[T, R]], outcomes: Sequence[R | BaseException]) 
 
 def _settle_futures(settled: list[tuple[_Request[T, R], R | BaseException]]) -> None:
     for request, outcome in settled:
-        request.outcome = outcome
         request.settle_future(outcome)
 
 
