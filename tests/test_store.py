@@ -232,6 +232,17 @@ def test_release_returns_tasks_to_pending_without_counting_the_attempt():
     assert (record.status, record.worker_id, record.attempts) == ("pending", None, 0)
 
 
+def test_release_without_ids_returns_every_task_running_under_the_worker_and_no_other():
+    """A process exiting at once releases what it claimed, started by its engine or not yet."""
+    mine_a, mine_b, theirs = enqueue_many("noop", [(), (), ()])
+    store.claim_batch("w1", ["default"], 2)
+    store.claim_batch("w9", ["default"], 1)
+    assert store.release("w1") == 2
+    statuses = dict(TaskRecord.objects.values_list("id", "status"))
+    assert statuses == {mine_a: "pending", mine_b: "pending", theirs: "running"}
+    assert store.release("w1", []) == 0
+
+
 def test_release_cancels_a_task_whose_cancel_was_requested_and_never_hands_it_out_again():
     flagged, other = enqueue_many("noop", [(), ()])
     store.claim_batch("w1", ["default"], 2)

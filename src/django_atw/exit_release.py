@@ -21,7 +21,7 @@ import os
 import signal
 import socket
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .asgi import EmbeddedEngine
@@ -29,10 +29,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _engines: list[EmbeddedEngine] = []
-# Held while releasing: the signal's thread, the main thread's handler and the exit hook may
-# each try; the later ones wait for the first and find nothing left (re-entrant: a Ctrl-C in
-# the exit hook itself).
-_releasing = threading.RLock()
+# Held while releasing: the thread woken by SIGINT and the exit hook may both try; the later
+# waits for the first and finds nothing left.
+_releasing = threading.Lock()
 
 
 def register(engine: EmbeddedEngine) -> None:
@@ -58,8 +57,11 @@ def _release(embedded: EmbeddedEngine) -> None:
     from . import store
 
     try:
-        released = store.release(worker.worker_id, worker.running_task_ids())
+        # Stopped first, so that no claim succeeds after the release; then every task running
+        # under this worker, claimed or started: a claim committed just before the signal has
+        # tasks the engine has not started (nor counted as running) yet.
         store.mark_worker_stopped(worker.worker_id)
+        released = store.release(worker.worker_id)
     except Exception:
         logger.exception("could not return running tasks to pending at exit")
         return
@@ -69,9 +71,8 @@ def _release(embedded: EmbeddedEngine) -> None:
 def watch_interrupts() -> None:
     """Under runserver's autoreloader, release the running tasks at Ctrl-C itself.
 
-    Called from the app's ``ready()``, in the main thread (the only one that may set signal
-    handlers). Leaves everything as it is elsewhere, and when SIGINT or the wakeup fd are
-    already someone else's.
+    Called from the app's ``ready()``, in the main thread (the only one that may set the wakeup
+    fd). Leaves everything as it is elsewhere, and when the wakeup fd is already someone else's.
     """
     from django.utils.autoreload import DJANGO_AUTORELOAD_ENV
 
@@ -79,12 +80,11 @@ def watch_interrupts() -> None:
         return
     if threading.current_thread() is not threading.main_thread():
         return
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        return
     reader, writer = socket.socketpair()
     writer.setblocking(False)  # the wakeup fd must never block the thread a signal lands on
-    if signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False) != -1:
-        signal.set_wakeup_fd(-1)  # never happens under runserver, whose main thread runs no loop
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    if previous != -1:  # never so under runserver, whose main thread runs no event loop
+        signal.set_wakeup_fd(previous)
         reader.close()
         writer.close()
         return
@@ -92,15 +92,13 @@ def watch_interrupts() -> None:
     waiter.daemon = True
     waiter.start()
 
-    def interrupted(signum: int, frame: Any) -> None:
-        release_all()
-        signal.default_int_handler(signum, frame)
-
-    signal.signal(signal.SIGINT, interrupted)
-
 
 def _wait_for_interrupt(reader: socket.socket, writer: socket.socket) -> None:
-    """Release at the first SIGINT, wherever it landed (``writer`` stays open with the fd)."""
+    """Release at the first SIGINT, wherever it landed (``writer`` stays open with the fd).
+
+    The main thread goes on to raise KeyboardInterrupt when it wakes; the exit hook then waits
+    for this release to end (``_releasing``) rather than running one of its own.
+    """
     while True:
         received = reader.recv(64)
         if not received or signal.SIGINT in received:

@@ -44,18 +44,21 @@ def count_pending(queues: Sequence[str] | None = None, *, ready_only: bool = Fal
     return qs.count()
 
 
-def release(worker_id: str, task_ids: Iterable[str]) -> int:
+def release(worker_id: str, task_ids: Iterable[str] | None = None) -> int:
     """Return this worker's unfinished running tasks to pending, as if never claimed; return how many.
 
+    ``task_ids`` None: every task running under ``worker_id`` (a process exiting at once, whose
+    engine may have claimed tasks it has not started yet).
     Used by a graceful stop; the attempt is not counted, since the task did not fail. A task
     whose cancel was requested is stored cancelled instead, as if its run had been cancelled:
     the request is final, and back in the queue the task would run again. One UPDATE decides
     per row, so a cancel racing the release either lands before it or finds the task pending.
     One transaction; on PostgreSQL it NOTIFYs the queues, so another worker takes them at once.
     """
-    ids = list(task_ids)
-    if not ids:
+    ids = None if task_ids is None else list(task_ids)
+    if ids == []:
         return 0
+    chosen = "" if ids is None else f"id IN ({placeholders(ids)}) AND "
     now = timezone.now()
     pending, cancelled = TaskStatus.PENDING.value, TaskStatus.CANCELLED.value
     with transaction.atomic(), connection.cursor() as cursor:
@@ -70,9 +73,9 @@ def release(worker_id: str, task_ids: Iterable[str]) -> int:
             "error = CASE WHEN cancel_requested THEN %s ELSE error END, "
             "error_type = CASE WHEN cancel_requested THEN %s ELSE error_type END, "
             "updated_at = %s "
-            f"WHERE id IN ({placeholders(ids)}) AND status = 'running' AND worker_id = %s "
+            f"WHERE {chosen}status = 'running' AND worker_id = %s "
             "RETURNING status, queue",
-            [now, CANCELLED_WHILE_RUNNING, CANCEL_ERROR_TYPE, now, *ids, worker_id],
+            [now, CANCELLED_WHILE_RUNNING, CANCEL_ERROR_TYPE, now, *(ids or ()), worker_id],
         )
         released = [queue for status, queue in cursor.fetchall() if status == pending]
         notify(TASK_ADDED_CHANNEL, released)
