@@ -96,6 +96,26 @@ def test_a_notify_follows_the_last_one_only_after_the_gap_or_a_close(monkeypatch
     assert sent == [["a"], ["b", "c"]]
 
 
+def test_a_send_during_the_gap_does_not_wake_the_thread(monkeypatch):
+    """Waking the thread at every add during its gap cost a thread switch per add: one enqueue
+    at a time on PostgreSQL took 386 us of CPU instead of 284."""
+    sent: list[list[str]] = []
+    monkeypatch.setattr(store, "announce_added", lambda queues: sent.append(list(queues)))
+    notifier = Notifier(gap=3600)
+    notifier.send(["a"])
+    assert notifier.flush(WAIT)
+    notifier.send(["b"])  # wakes the idle thread, which then waits out its gap
+    assert not notifier.flush(0.2)
+    wakes = []
+    original = notifier._changed.notify_all
+    monkeypatch.setattr(notifier._changed, "notify_all", lambda: (wakes.append(1), original()))
+    for queue in ("c", "b", "d"):
+        notifier.send([queue])
+    assert wakes == []
+    notifier.close()
+    assert sent == [["a"], ["b", "c", "d"]]
+
+
 def test_a_failing_notify_is_logged_and_the_notifier_goes_on(monkeypatch, caplog):
     sent: list[list[str]] = []
     failing = [True]
