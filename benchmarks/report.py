@@ -320,6 +320,8 @@ def render(
         "",
         "`drain_*_in_task`: django-atw's drain rate from the first task's first line to the last",
         "task's last line, noted in memory (the original library's `drain_*` is measured this way).",
+        "`enqueue_*_cpu_us`, `aenqueue_*_cpu_us`: the enqueuing process's CPU (all its threads, user",
+        "and system, from `time.process_time()`) per task over the timed calls of W1a and W1e.",
         "",
         *raw_table(results, sizes),
         "",

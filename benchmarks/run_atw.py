@@ -15,7 +15,7 @@ import pstats
 import sys
 import threading
 from collections.abc import Callable
-from time import perf_counter
+from time import perf_counter, process_time
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -54,17 +54,23 @@ def enqueue_rates(sizes: Sizes) -> dict[str, float]:
     for _ in range(sizes.warmup):
         enqueue(noop)
     clear_tasks()
-    started = perf_counter()
+    started, cpu = perf_counter(), process_time()
     for _ in range(sizes.enqueue_one):
         enqueue(noop)
     one = sizes.enqueue_one / (perf_counter() - started)
+    one_cpu = _cpu_us(process_time() - cpu, sizes.enqueue_one)
     clear_tasks()
     calls: list[tuple[()]] = [() for _ in range(sizes.enqueue_bulk)]
     started = perf_counter()
     enqueue_many(noop, calls)
     bulk = sizes.enqueue_bulk / (perf_counter() - started)
     clear_tasks()
-    return {"enqueue_one": one, "enqueue_bulk": bulk}
+    return {"enqueue_one": one, "enqueue_bulk": bulk, "enqueue_one_cpu_us": one_cpu}
+
+
+def _cpu_us(seconds: float, tasks: int) -> float:
+    """Microseconds of this process's CPU (every thread's) per task."""
+    return seconds * 1e6 / tasks
 
 
 def _check_stored(expected: int) -> None:
@@ -73,8 +79,9 @@ def _check_stored(expected: int) -> None:
         raise RuntimeError(f"{stored} rows stored, expected {expected}")
 
 
-def _threads_rate(threads: int, sizes: Sizes) -> float:
-    """Tasks/s of ``threads`` threads each calling ``enqueue(noop)`` in a loop, started together.
+def _threads_rate(threads: int, sizes: Sizes) -> tuple[float, float]:
+    """Tasks/s of ``threads`` threads each calling ``enqueue(noop)`` in a loop, started together,
+    and the process's CPU per task in microseconds.
 
     Each thread warms up (its connection) before the start; the clock runs from the start until
     the last thread has returned from its last call.
@@ -102,18 +109,19 @@ def _threads_rate(threads: int, sizes: Sizes) -> float:
         thread.start()
     with contextlib.suppress(threading.BrokenBarrierError):  # a caller failed: errors says which
         start.wait()
-    started = perf_counter()
+    started, cpu = perf_counter(), process_time()
     for thread in callers:
         thread.join()
-    elapsed = perf_counter() - started
+    elapsed, cpu = perf_counter() - started, process_time() - cpu
     if errors:
         raise errors[0]
     _check_stored(threads * (sizes.warmup + per_thread))
-    return threads * per_thread / elapsed
+    return threads * per_thread / elapsed, _cpu_us(cpu, threads * per_thread)
 
 
-async def _coroutines_rate(coroutines: int, sizes: Sizes) -> float:
-    """Tasks/s of ``coroutines`` coroutines on one loop each awaiting ``aenqueue(noop)`` in a loop."""
+async def _coroutines_rate(coroutines: int, sizes: Sizes) -> tuple[float, float]:
+    """Tasks/s of ``coroutines`` coroutines on one loop each awaiting ``aenqueue(noop)`` in a
+    loop, and the process's CPU per task in microseconds."""
     per_coroutine = sizes.enqueue_concurrent // coroutines
 
     async def caller(calls: int) -> None:
@@ -121,24 +129,27 @@ async def _coroutines_rate(coroutines: int, sizes: Sizes) -> float:
             await aenqueue(noop)
 
     await asyncio.gather(*(caller(sizes.warmup) for _ in range(coroutines)))
-    started = perf_counter()
+    started, cpu = perf_counter(), process_time()
     await asyncio.gather(*(caller(per_coroutine) for _ in range(coroutines)))
-    elapsed = perf_counter() - started
+    elapsed, cpu = perf_counter() - started, process_time() - cpu
     await sync_to_async(connections.close_all)()
     await sync_to_async(_check_stored)(coroutines * (sizes.warmup + per_coroutine))
-    return coroutines * per_coroutine / elapsed
+    return coroutines * per_coroutine / elapsed, _cpu_us(cpu, coroutines * per_coroutine)
 
 
 def concurrent_enqueue_rates(sizes: Sizes) -> dict[str, float]:
     """W1e: one task per call, ``sizes.enqueue_concurrent`` in all, by 1 thread, by
     ``ENQUEUE_CALLERS`` threads (sync ``enqueue``) and by as many coroutines (``aenqueue``)."""
-    metrics = {
-        "enqueue_threads_1": _threads_rate(1, sizes),
-        f"enqueue_threads_{ENQUEUE_CALLERS}": _threads_rate(ENQUEUE_CALLERS, sizes),
+    metrics: dict[str, float] = {}
+    callers = ENQUEUE_CALLERS
+    runs = {
+        "enqueue_threads_1": lambda: _threads_rate(1, sizes),
+        f"enqueue_threads_{callers}": lambda: _threads_rate(callers, sizes),
+        f"aenqueue_coroutines_{callers}": lambda: asyncio.run(_coroutines_rate(callers, sizes)),
     }
-    clear_tasks()
-    metrics[f"aenqueue_coroutines_{ENQUEUE_CALLERS}"] = asyncio.run(_coroutines_rate(ENQUEUE_CALLERS, sizes))
-    clear_tasks()
+    for name, run in runs.items():
+        metrics[name], metrics[f"{name}_cpu_us"] = run()
+        clear_tasks()
     return metrics
 
 
