@@ -72,7 +72,7 @@ class Notifier:
                 self._thread.start()
             elif self._idle:
                 # Only then: during its gap the thread sends what is pending when the gap ends,
-                # and waking it at every add cost a thread switch per add (a quarter of its CPU).
+                # and waking it at every add cost a thread switch per add (an eighth of its CPU).
                 self._changed.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
