@@ -198,13 +198,27 @@ def _may_prepare(settings_dict: dict[str, Any]) -> bool:
     return not pooled
 
 
-class _ServerCursor:
+class _HotCursor:
+    """What ``hot_cursor`` callers use of a cursor: ``execute(sql, params)`` and the fetches."""
+
+    def __init__(self, cursor: Any, db: Any) -> None:
+        self._cursor = cursor
+        self._db = db
+
+    def fetchall(self) -> list[Any]:
+        rows: list[Any] = self._cursor.fetchall()
+        return rows
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+
+class _ServerCursor(_HotCursor):
     """A psycopg cursor binding on the server; ``prepare``: its statements are prepared there
     at their first run."""
 
     def __init__(self, cursor: Any, db: Any, prepare: bool) -> None:
-        self._cursor = cursor
-        self._db = db
+        super().__init__(cursor, db)
         self._prepare = prepare
 
     def execute(self, sql: str, params: Sequence[Any]) -> None:
@@ -218,20 +232,9 @@ class _ServerCursor:
         finally:
             self._db.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
 
-    def fetchall(self) -> list[Any]:
-        rows: list[Any] = self._cursor.fetchall()
-        return rows
 
-    def fetchone(self) -> Any:
-        return self._cursor.fetchone()
-
-
-class _QmarkCursor:
+class _QmarkCursor(_HotCursor):
     """Django's SQLite cursor, given each statement with its placeholders converted once."""
-
-    def __init__(self, cursor: sqlite3.Cursor, db: Any) -> None:
-        self._cursor = cursor
-        self._db = db
 
     def execute(self, sql: str, params: Sequence[Any]) -> None:
         self._db.validate_no_broken_transaction()
@@ -242,10 +245,3 @@ class _QmarkCursor:
         finally:
             if self._db.queries_logged:
                 self._db.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
-
-    def fetchall(self) -> list[Any]:
-        rows: list[Any] = self._cursor.fetchall()
-        return rows
-
-    def fetchone(self) -> Any:
-        return self._cursor.fetchone()
