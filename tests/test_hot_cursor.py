@@ -1,5 +1,6 @@
-"""SQLite: the statements run over and over (adds, outcome writes) have their placeholders
-converted once per text, and still behave as Django's cursor does."""
+"""The statements run over and over (adds, outcome writes) go through ``hot_cursor``, which
+bypasses parts of Django's cursor (PostgreSQL: server-side binding; SQLite: placeholders
+converted once per text) and must still behave as Django's cursor does."""
 
 from __future__ import annotations
 
@@ -12,12 +13,10 @@ from django_atw import TaskStatus, enqueue, store
 from django_atw.exceptions import DuplicateTaskIdError
 from django_atw.store import Outcome
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL binds on the server instead"),
-]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL binds on the server instead")
 def test_adds_and_writes_do_not_convert_their_placeholders_at_every_run(monkeypatch):
     """Django's cursor converts ``%s`` to ``?`` with a regular expression over the whole text at
     every execute: 22 us of a one-row add's INSERT, 32 us of a worker's claiming one."""

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from django_atw import enqueue, store, validation
-from django_atw.exceptions import DuplicateTaskIdError
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -43,18 +41,6 @@ def test_behind_a_transaction_pooler_nothing_is_prepared(monkeypatch, setting, v
     enqueue("noop")
     enqueue("noop")
     assert _prepared_inserts() == 0
-
-
-def test_prepared_statements_are_logged_and_raise_django_errors(settings):
-    settings.DEBUG = True
-    with CaptureQueriesContext(connection) as captured:
-        enqueue("noop", task_id="taken")
-    assert any(
-        query["sql"].startswith("INSERT INTO django_atw_taskrecord") for query in captured.captured_queries
-    )
-    with pytest.raises(DuplicateTaskIdError, match="taken"):
-        enqueue("noop", task_id="taken")
-    assert store.count_pending() == 1
 
 
 def _plans(prefix: str) -> list[tuple[int, int]]:
